@@ -1,0 +1,12 @@
+// Command herald runs the Herald event backbone.
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+func main() {
+	fmt.Fprintln(os.Stderr, "herald: under construction")
+	os.Exit(1)
+}

@@ -1,0 +1,22 @@
+// Package broker is Herald's protocol-agnostic core: RabbitMQ semantics
+// (vhosts, exchanges, queues, bindings, routing, consumers, acknowledgements,
+// dead-lettering, TTL, length limits, delayed delivery, de-duplication, users
+// and permissions) on top of the engine's logs and key-value buckets.
+//
+// Faces (AMQP, HTTP, WebSocket, webhooks) translate their protocol into calls
+// on *Broker and map the errors it returns through package errs.
+//
+// Storage model. All metadata (vhosts, exchanges, queues, bindings, users,
+// permissions) lives in one replicated KV bucket that every node watches, so
+// every node routes identically. Messages of durable queues live in one file
+// log per vhost (subject per queue), of transient queues in one memory log per
+// vhost, and delayed messages in a third log until they are due. A queue is
+// served by one node at a time (its leader), which keeps the queue's index
+// (ready entries, unacknowledged deliveries, consumers) in memory, holds
+// bodies in memory up to a global budget and reads the rest back from the log
+// on delivery; acknowledging deletes the message from the log. There is no
+// per-queue engine object, so 10k queues cost 10k small in-memory indexes.
+//
+// Lock order: Broker.mu (topology) before queue.mu; never take Broker.mu while
+// holding a queue.mu. Consumer Deliver callbacks run with no lock held.
+package broker

@@ -1,0 +1,215 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+)
+
+// FsyncPolicy says when JetStream syncs its files to disk.
+type FsyncPolicy string
+
+const (
+	FsyncInterval FsyncPolicy = "interval" // sync every SyncInterval; survives a process crash, not an OS crash
+	FsyncAlways   FsyncPolicy = "always"   // sync before acknowledging each write; survives an OS crash
+)
+
+// Config configures the engine. The zero value of every field is documented.
+type Config struct {
+	// DataDir holds JetStream's files. Required unless ExternalURL is set.
+	DataDir string
+	// Fsync is the sync policy; "" means FsyncInterval.
+	Fsync FsyncPolicy
+	// SyncInterval applies to FsyncInterval; 0 means 2 minutes (JetStream's default).
+	SyncInterval time.Duration
+	// NodeName names this node in a cluster; "" means "herald-" + hostname.
+	NodeName string
+	// ClusterName is the NATS cluster name; "" means "herald".
+	ClusterName string
+	// ClusterListen is "host:port" for cluster routes; "" means standalone (no cluster).
+	ClusterListen string
+	// Routes are the other nodes' ClusterListen addresses ("host:port" or "nats://host:port").
+	Routes []string
+	// ClientListen is "host:port" for a NATS client listener; "" means none (in-process only).
+	ClientListen string
+	// ExternalURL, if set, connects to an existing NATS cluster instead of embedding a server.
+	ExternalURL string
+	// MaxPending bounds in-flight asynchronous appends; 0 means 4096.
+	// When the window is full, AppendAsync blocks (producer flow control).
+	MaxPending int
+	// Logger receives the engine's logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Errors returned by the engine.
+var (
+	ErrNotFound  = errors.New("engine: not found")         // log, message or key does not exist
+	ErrKeyExists = errors.New("engine: key exists")        // KV Create on an existing key
+	ErrWrongRev  = errors.New("engine: wrong revision")    // KV Update with a stale revision
+	ErrStopped   = errors.New("engine: stopped")           // the engine is not running
+	ErrLogLimit  = errors.New("engine: log limit reached") // the log refused the append (discard new)
+)
+
+// LogConfig describes a log: a JetStream stream.
+type LogConfig struct {
+	Name     string        // stream name: [A-Za-z0-9_-]+
+	Subjects []string      // subjects captured by the log, wildcards allowed
+	Memory   bool          // memory storage instead of file storage
+	Replicas int           // 0 means 1; 3 in a cluster for replicated logs
+	MaxBytes int64         // 0 means unlimited
+	MaxAge   time.Duration // 0 means unlimited
+	// MaxMsgsPerSubject keeps only the newest N messages of each subject; 0 means unlimited.
+	MaxMsgsPerSubject int64
+}
+
+// Msg is a message read from a log.
+type Msg struct {
+	Subject string
+	Seq     uint64
+	Time    time.Time
+	Data    []byte
+}
+
+// Engine is a running JetStream engine. Methods are safe for concurrent use.
+type Engine struct {
+	impl
+}
+
+// New validates cfg and returns an engine that is not started.
+func New(cfg Config) (*Engine, error) { return newEngine(cfg) }
+
+// Start starts the embedded server (or dials ExternalURL) and waits until
+// JetStream is ready (in a cluster: until a meta leader is elected), or ctx ends.
+func (e *Engine) Start(ctx context.Context) error { return e.start(ctx) }
+
+// Stop flushes pending appends, closes the client and shuts the server down.
+// Safe to call twice or before Start.
+func (e *Engine) Stop(ctx context.Context) { e.stop(ctx) }
+
+// Clustered reports whether this engine is part of a multi-node cluster.
+func (e *Engine) Clustered() bool { return e.clustered() }
+
+// NodeName is this node's name.
+func (e *Engine) NodeName() string { return e.nodeName() }
+
+// EnsureLog creates the log or updates its config if it exists.
+func (e *Engine) EnsureLog(ctx context.Context, cfg LogConfig) error { return e.ensureLog(ctx, cfg) }
+
+// DeleteLog deletes a log and all its messages. ErrNotFound if absent.
+func (e *Engine) DeleteLog(ctx context.Context, name string) error { return e.deleteLog(ctx, name) }
+
+// Append stores data on subject and waits for the acknowledgement; it returns
+// the message's sequence in its log.
+func (e *Engine) Append(ctx context.Context, subject string, data []byte) (uint64, error) {
+	return e.append(ctx, subject, data)
+}
+
+// AppendAsync stores data on subject without waiting; done is called exactly
+// once, from an engine goroutine, with the sequence or an error. Appends from
+// one goroutine are acknowledged in order. It blocks while MaxPending appends
+// are in flight, and returns ErrStopped after Stop. done must not block.
+func (e *Engine) AppendAsync(subject string, data []byte, done func(seq uint64, err error)) error {
+	return e.appendAsync(subject, data, done)
+}
+
+// Get reads one message by sequence. ErrNotFound if it was deleted.
+func (e *Engine) Get(ctx context.Context, log string, seq uint64) (Msg, error) {
+	return e.get(ctx, log, seq)
+}
+
+// Delete removes one message (without overwriting its bytes). Deleting a
+// message that is already gone is not an error.
+func (e *Engine) Delete(ctx context.Context, log string, seq uint64) error {
+	return e.deleteMsg(ctx, log, seq)
+}
+
+// DeleteAsync removes one message without waiting; errors are logged. It
+// blocks while MaxPending operations are in flight.
+func (e *Engine) DeleteAsync(log string, seq uint64) { e.deleteAsync(log, seq) }
+
+// Purge removes the messages of subject (a literal subject or a wildcard
+// filter; "" means all) with sequence < upTo (0 means all). It returns how many
+// were removed.
+func (e *Engine) Purge(ctx context.Context, log, subject string, upTo uint64) (uint64, error) {
+	return e.purge(ctx, log, subject, upTo)
+}
+
+// LastSeq is the last sequence stored in the log (0 if empty).
+func (e *Engine) LastSeq(ctx context.Context, log string) (uint64, error) { return e.lastSeq(ctx, log) }
+
+// Scan reads the messages of log matching filter ("" means all) with sequence
+// >= from, in order, calling fn for each, up to the log's last sequence at the
+// time of the call; it returns the last sequence it covered. fn returning an
+// error stops the scan with that error.
+func (e *Engine) Scan(ctx context.Context, log, filter string, from uint64, fn func(Msg) error) (uint64, error) {
+	return e.scan(ctx, log, filter, from, fn)
+}
+
+// Tail delivers every message of log matching filter with sequence >= from,
+// in order, and then each new one as it is stored, until the returned Tail is
+// stopped or the engine stops. fn runs on one goroutine and must not block
+// for long.
+func (e *Engine) Tail(ctx context.Context, log, filter string, from uint64, fn func(Msg)) (*Tail, error) {
+	return e.tail(ctx, log, filter, from, fn)
+}
+
+// Tail is a running subscription created by Engine.Tail.
+type Tail struct{ tailImpl }
+
+// Stop ends the tail; safe to call twice.
+func (t *Tail) Stop() { t.stop() }
+
+// KVConfig describes a key-value bucket.
+type KVConfig struct {
+	Bucket   string // [A-Za-z0-9_-]+
+	Replicas int    // 0 means 1
+	History  int    // values kept per key; 0 means 1
+	Memory   bool
+}
+
+// KV is a key-value bucket (JetStream KV). Keys use [-/_=.a-zA-Z0-9].
+type KV struct{ kvImpl }
+
+// Entry is one KV value. Deleted is true for delete markers seen by Watch.
+type Entry struct {
+	Key      string
+	Value    []byte
+	Revision uint64
+	Deleted  bool
+}
+
+// KV opens (creating if needed) a bucket.
+func (e *Engine) KV(ctx context.Context, cfg KVConfig) (*KV, error) { return e.kv(ctx, cfg) }
+
+// Get returns the current value of key, or ErrNotFound.
+func (kv *KV) Get(ctx context.Context, key string) (Entry, error) { return kv.get(ctx, key) }
+
+// Put sets key and returns the new revision.
+func (kv *KV) Put(ctx context.Context, key string, value []byte) (uint64, error) {
+	return kv.put(ctx, key, value)
+}
+
+// Create sets key only if it does not exist (ErrKeyExists otherwise).
+func (kv *KV) Create(ctx context.Context, key string, value []byte) (uint64, error) {
+	return kv.create(ctx, key, value)
+}
+
+// Update sets key only if its revision is rev (ErrWrongRev otherwise).
+func (kv *KV) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	return kv.update(ctx, key, value, rev)
+}
+
+// Delete removes key; deleting a missing key is not an error.
+func (kv *KV) Delete(ctx context.Context, key string) error { return kv.delete(ctx, key) }
+
+// List returns the current entries whose key starts with prefix ("" = all).
+func (kv *KV) List(ctx context.Context, prefix string) ([]Entry, error) { return kv.list(ctx, prefix) }
+
+// Watch calls fn for every current entry matching the subject-style pattern
+// (e.g. "q.>" or ">"), then calls ready once, then calls fn for every change
+// (Deleted set for deletes) until the returned stop is called or the engine
+// stops. fn runs on one goroutine.
+func (kv *KV) Watch(ctx context.Context, pattern string, fn func(Entry), ready func()) (stop func(), err error) {
+	return kv.watch(ctx, pattern, fn, ready)
+}
