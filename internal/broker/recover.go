@@ -1,0 +1,253 @@
+package broker
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/heraldhq/herald/internal/engine"
+)
+
+// entryFrom builds an index entry for a message read back from a log.
+func (q *queue) entryFrom(m engine.Msg) (*entry, bool) {
+	st, err := decodeStored(m.Data)
+	if err != nil {
+		q.b.log.Warn("skipping corrupt stored message", "queue", q.name, "seq", m.Seq, "err", err)
+		return nil, false
+	}
+	e := &entry{seq: m.Seq, exchange: st.Exchange, key: st.RoutingKey, size: len(st.Msg.Body), prio: st.Msg.Properties.Priority}
+	if q.dedup != nil {
+		e.dedup = dedupKeyOf(st.Msg)
+	}
+	ttl := q.args.MessageTTL
+	if s := st.Msg.Properties.Expiration; s != "" {
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil && (ttl < 0 || n < ttl) {
+			ttl = n
+		}
+	}
+	if ttl >= 0 {
+		e.expiresAt = m.Time.UnixMilli() + max(ttl, 1)
+	}
+	q.b.keepInMemory(e, st.Msg)
+	return e, true
+}
+
+// addRecoveredLocked indexes a recovered entry unless it is already there.
+func (q *queue) addRecoveredLocked(e *entry) {
+	if e.seq <= q.maxSeq {
+		if e.msg != nil {
+			q.b.memBytes.Add(-int64(e.size))
+		}
+		return
+	}
+	q.pushLocked(e)
+	if q.dedup != nil && e.dedup != "" {
+		q.dedup[e.dedup]++
+	}
+}
+
+// recoverVHost rebuilds the indexes of the queues this node leads from the
+// vhost's durable log, purges messages of queues that no longer exist, and
+// in a cluster starts tailing the logs for messages published elsewhere.
+func (b *core) recoverVHost(ctx context.Context, vh *vhost) error {
+	b.mu.RLock()
+	byID := make(map[string]*queue, len(vh.queues))
+	for _, q := range vh.queues {
+		byID[q.id] = q
+	}
+	b.mu.RUnlock()
+	prefix := "hq." + vh.id + "."
+	orphans := map[string]bool{}
+	start := time.Now()
+	n := 0
+	_, err := b.eng.Scan(ctx, vh.log(true), "", 1, func(m engine.Msg) error {
+		qid := strings.TrimPrefix(m.Subject, prefix)
+		q := byID[qid]
+		if q == nil {
+			orphans[m.Subject] = true
+			return nil
+		}
+		if !q.leader {
+			return nil
+		}
+		if e, ok := q.entryFrom(m); ok {
+			q.mu.Lock()
+			q.addRecoveredLocked(e)
+			q.mu.Unlock()
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, q := range byID {
+		q.mu.Lock()
+		q.enforceLengthLocked()
+		q.armTTLLocked()
+		q.mu.Unlock()
+		q.flush()
+	}
+	for subj := range orphans {
+		if _, err := b.eng.Purge(ctx, vh.log(true), subj, 0); err != nil {
+			b.log.Warn("purging messages of a deleted queue", "subject", subj, "err", err)
+		}
+	}
+	if n > 0 {
+		b.log.Info("recovered messages", "vhost", vh.name, "messages", n, "queues", len(byID), "took", time.Since(start))
+	}
+	if b.eng.Clustered() {
+		return b.startTails(ctx, vh)
+	}
+	return nil
+}
+
+// ---- cluster: queue leadership and tailing
+
+func (b *core) startTails(ctx context.Context, vh *vhost) error {
+	for _, durable := range []bool{true, false} {
+		log := vh.log(durable)
+		last, err := b.eng.LastSeq(ctx, log)
+		if err != nil {
+			return err
+		}
+		prefix := vh.subject(durable, "")
+		t, err := b.eng.Tail(ctx, log, "", last+1, func(m engine.Msg) { b.onTail(vh, prefix, m) })
+		if err != nil {
+			return err
+		}
+		b.mu.Lock()
+		vh.tails = append(vh.tails, t)
+		b.mu.Unlock()
+	}
+	return nil
+}
+
+func (b *core) onTail(vh *vhost, prefix string, m engine.Msg) {
+	qid := strings.TrimPrefix(m.Subject, prefix)
+	b.mu.RLock()
+	var q *queue
+	for _, c := range vh.queues {
+		if c.id == qid {
+			q = c
+			break
+		}
+	}
+	b.mu.RUnlock()
+	if q == nil {
+		return
+	}
+	q.mu.Lock()
+	if !q.leader || q.deleted {
+		q.mu.Unlock()
+		return
+	}
+	if q.scanning {
+		q.tailBuf = append(q.tailBuf, m)
+		q.mu.Unlock()
+		return
+	}
+	q.mu.Unlock()
+	e, ok := q.entryFrom(m)
+	if !ok {
+		return
+	}
+	q.mu.Lock()
+	q.addRecoveredLocked(e)
+	q.enforceLengthLocked()
+	q.armTTLLocked()
+	q.kickLocked()
+	pending := len(q.outbox) > 0
+	q.mu.Unlock()
+	if pending {
+		b.later(q.flush)
+	}
+}
+
+// ensureLeader makes this node the queue's leader (cluster mode) before it
+// serves consumers: the queue's record is updated in the metadata bucket, the
+// previous leader cancels its consumers, and this node rebuilds the index
+// from the replicated log.
+func (b *core) ensureLeader(ctx context.Context, q *queue) error {
+	q.mu.Lock()
+	leader := q.leader
+	q.mu.Unlock()
+	if leader {
+		return nil
+	}
+	return b.putMeta(ctx, "q."+q.vh.id+"."+keyName(q.name), queueRec{Spec: q.spec, ID: q.id, Node: b.node})
+}
+
+func (b *core) moveLeaderLocked(q *queue, rec queueRec) []func() {
+	if rec.ID != q.id {
+		return nil
+	}
+	lead := !b.eng.Clustered() || rec.Node == b.node
+	q.mu.Lock()
+	was := q.leader
+	q.mu.Unlock()
+	switch {
+	case lead == was:
+		return nil
+	case lead:
+		return []func(){func() { b.becomeLeader(q) }}
+	default:
+		return []func(){func() { q.loseLeadership(rec.Node) }}
+	}
+}
+
+func (b *core) becomeLeader(q *queue) {
+	q.mu.Lock()
+	q.leader, q.scanning = true, true
+	q.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var entries []*entry
+	_, err := b.eng.Scan(ctx, q.logName, q.subject, 1, func(m engine.Msg) error {
+		if e, ok := q.entryFrom(m); ok {
+			entries = append(entries, e)
+		}
+		return nil
+	})
+	if err != nil {
+		b.log.Warn("rebuilding queue index", "queue", q.name, "err", err)
+	}
+	q.mu.Lock()
+	for _, e := range entries {
+		q.addRecoveredLocked(e)
+	}
+	buf := q.tailBuf
+	q.tailBuf, q.scanning = nil, false
+	q.mu.Unlock()
+	for _, m := range buf {
+		if e, ok := q.entryFrom(m); ok {
+			q.mu.Lock()
+			q.addRecoveredLocked(e)
+			q.mu.Unlock()
+		}
+	}
+	q.mu.Lock()
+	q.enforceLengthLocked()
+	q.armTTLLocked()
+	q.kickLocked()
+	q.mu.Unlock()
+	q.flush()
+}
+
+func (q *queue) loseLeadership(node string) {
+	q.mu.Lock()
+	q.leader = false
+	for l := range q.ready {
+		for _, e := range q.ready[l].drain() {
+			q.releaseLocked(e, false)
+		}
+	}
+	q.nready, q.readyBytes, q.maxSeq = 0, 0, 0
+	cs := q.consumers
+	q.consumers = nil
+	q.mu.Unlock()
+	for _, c := range cs {
+		c.notifyCancelled("queue is now served by node " + node)
+	}
+}
