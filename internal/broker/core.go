@@ -31,7 +31,7 @@ type core struct {
 	vhostsM map[string]*vhost
 	usersM  map[string]User
 	perms   map[string]map[string]*compiledPerm // vhost -> user
-	applied map[string]uint64                  // KV key -> last applied revision
+	applied map[string]uint64                   // KV key -> last applied revision
 
 	kv        *engine.KV
 	stopWatch func()

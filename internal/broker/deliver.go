@@ -116,8 +116,8 @@ func (t *ticket) nack(requeue bool) error {
 
 type settled struct{}
 
-func (settled) ack() error        { return errUnknownTag }
-func (settled) nack(bool) error   { return errUnknownTag }
+func (settled) ack() error      { return errUnknownTag }
+func (settled) nack(bool) error { return errUnknownTag }
 
 func (q *queue) settle(t *ticket, ack, requeue bool) {
 	q.mu.Lock()

@@ -60,15 +60,15 @@ type queue struct {
 	maxSeq      uint64
 	scanning    bool         // cluster: rebuilding the index after taking leadership
 	tailBuf     []engine.Msg // cluster: messages tailed while scanning
-	outbox      []func() // work to run after unlocking (dead-letters, deletes)
+	outbox      []func()     // work to run after unlocking (dead-letters, deletes)
 }
 
 func newQueue(b *core, vh *vhost, rec queueRec, args queueArgs) *queue {
 	q := &queue{
 		b: b, vh: vh, name: rec.Spec.Name, id: rec.ID, spec: rec.Spec, args: args,
 		logName: vh.log(rec.Spec.Durable), subject: vh.subject(rec.Spec.Durable, rec.ID),
-		leader: !b.eng.Clustered() || rec.Node == b.node || rec.Node == "",
-		ready:  make([]deque, int(args.MaxPriority)+1),
+		leader:  !b.eng.Clustered() || rec.Node == b.node || rec.Node == "",
+		ready:   make([]deque, int(args.MaxPriority)+1),
 		lastUse: b.cfg.Now(),
 	}
 	if args.Dedup {
