@@ -1,0 +1,277 @@
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is everything `herald serve` needs. Each field says its unit, its
+// default and what 0 or "" means.
+type Config struct {
+	// DataDir holds the engine's files. Default "./herald-data".
+	DataDir string `yaml:"data_dir"`
+	// HTTPListen is the management API, Pusher and SSE listener. Default ":15672".
+	// "" disables HTTP.
+	HTTPListen string `yaml:"http_listen"`
+	// AMQPListen is the AMQP 0-9-1 listener. Default ":5672". "" disables AMQP.
+	AMQPListen string `yaml:"amqp_listen"`
+	// Fsync is "interval" (default: sync every SyncInterval; an acknowledged
+	// message survives a process crash, not an OS crash) or "always" (sync
+	// before every acknowledgement; survives an OS crash; much slower).
+	Fsync string `yaml:"fsync"`
+	// SyncInterval applies to Fsync "interval". Default 2m.
+	SyncInterval time.Duration `yaml:"sync_interval"`
+	// LogLevel is debug, info (default), warn or error.
+	LogLevel string `yaml:"log_level"`
+	// LogFormat is text (default) or json.
+	LogFormat string `yaml:"log_format"`
+	// ShutdownTimeout bounds the graceful drain on SIGTERM/SIGINT before
+	// connections are cut. Default 15s.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+
+	Cluster ClusterConfig `yaml:"cluster"`
+	Limits  LimitsConfig  `yaml:"limits"`
+
+	// PusherApps are Pusher Channels apps as "ID:KEY:SECRET".
+	PusherApps []string `yaml:"pusher_apps"`
+}
+
+// ClusterConfig makes several Herald processes one cluster.
+type ClusterConfig struct {
+	// NodeName names this node. Default "herald-" + hostname.
+	NodeName string `yaml:"node_name"`
+	// Name is the cluster name. Default "herald".
+	Name string `yaml:"name"`
+	// Listen is "host:port" for cluster routes. "" means standalone.
+	Listen string `yaml:"listen"`
+	// Routes are the other nodes' Listen addresses.
+	Routes []string `yaml:"routes"`
+	// NATSURL uses an existing NATS cluster instead of the embedded engine.
+	NATSURL string `yaml:"nats_url"`
+}
+
+// LimitsConfig bounds resources. 0 means the documented default.
+type LimitsConfig struct {
+	// MaxMessageBytes bounds a message body. Default 16 MiB.
+	MaxMessageBytes int `yaml:"max_message_bytes"`
+	// MemoryBudget bounds message bodies kept in memory; beyond it they are
+	// read back from disk on delivery. Default 256 MiB.
+	MemoryBudget int64 `yaml:"memory_budget"`
+	// MaxConnections bounds client connections per face. Default 10,000 AMQP.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxQueues bounds queues. Default 100,000.
+	MaxQueues int `yaml:"max_queues"`
+	// MemoryHighWatermark blocks publishers (connection.blocked) when the
+	// process heap exceeds it. Default 0 = 40% of physical memory.
+	MemoryHighWatermark int64 `yaml:"memory_high_watermark"`
+	// DiskFreeLimit blocks publishers when free disk space under DataDir
+	// falls below it. Default 50 MB (RabbitMQ's default).
+	DiskFreeLimit int64 `yaml:"disk_free_limit"`
+}
+
+// Default returns the defaults.
+func Default() Config {
+	return Config{
+		DataDir:         "./herald-data",
+		HTTPListen:      ":15672",
+		AMQPListen:      ":5672",
+		Fsync:           "interval",
+		SyncInterval:    2 * time.Minute,
+		LogLevel:        "info",
+		LogFormat:       "text",
+		ShutdownTimeout: 15 * time.Second,
+		Cluster:         ClusterConfig{Name: "herald"},
+		Limits:          LimitsConfig{DiskFreeLimit: 50_000_000},
+	}
+}
+
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+// Load builds the configuration for `herald serve` from args (without the
+// subcommand) and the environment lookup (os.LookupEnv in production).
+func Load(args []string, lookupEnv func(string) (string, bool), stderr io.Writer) (Config, error) {
+	fs := flag.NewFlagSet("herald serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	d := Default()
+	var (
+		file               string
+		flagCfg            Config
+		pusherApps, routes stringList
+	)
+	fs.StringVar(&file, "config", "", "YAML config file (env HERALD_CONFIG)")
+	fs.StringVar(&flagCfg.DataDir, "data-dir", d.DataDir, "data directory")
+	fs.StringVar(&flagCfg.HTTPListen, "http-listen", d.HTTPListen, "HTTP listen address (management API, Pusher, SSE); empty disables")
+	fs.StringVar(&flagCfg.AMQPListen, "amqp-listen", d.AMQPListen, "AMQP 0-9-1 listen address; empty disables")
+	fs.StringVar(&flagCfg.Fsync, "fsync", d.Fsync, "fsync policy: interval (survives a process crash) or always (survives an OS crash)")
+	fs.DurationVar(&flagCfg.SyncInterval, "sync-interval", d.SyncInterval, "sync interval for --fsync=interval")
+	fs.StringVar(&flagCfg.LogLevel, "log-level", d.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&flagCfg.LogFormat, "log-format", d.LogFormat, "text or json")
+	fs.DurationVar(&flagCfg.ShutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "graceful shutdown bound")
+	fs.StringVar(&flagCfg.Cluster.NodeName, "node-name", "", "node name (default herald-<hostname>)")
+	fs.StringVar(&flagCfg.Cluster.Name, "cluster-name", d.Cluster.Name, "cluster name")
+	fs.StringVar(&flagCfg.Cluster.Listen, "cluster-listen", "", "host:port for cluster routes; empty = standalone")
+	fs.Var(&routes, "cluster-route", "another node's cluster address (repeatable)")
+	fs.StringVar(&flagCfg.Cluster.NATSURL, "nats-url", "", "use an external NATS cluster instead of the embedded engine")
+	fs.IntVar(&flagCfg.Limits.MaxMessageBytes, "max-message-bytes", 0, "max message body bytes (0 = 16 MiB)")
+	fs.Int64Var(&flagCfg.Limits.MemoryBudget, "memory-budget", 0, "bytes of message bodies kept in memory (0 = 256 MiB)")
+	fs.IntVar(&flagCfg.Limits.MaxConnections, "max-connections", 0, "max client connections per face (0 = 10000)")
+	fs.Var(&pusherApps, "pusher-app", "Pusher app as ID:KEY:SECRET (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	flagCfg.PusherApps = pusherApps
+	flagCfg.Cluster.Routes = routes
+
+	cfg := Default()
+	if file == "" {
+		file, _ = lookupEnv("HERALD_CONFIG")
+	}
+	if file != "" {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return Config{}, fmt.Errorf("reading config file: %w", err)
+		}
+		dec := yaml.NewDecoder(strings.NewReader(string(data)))
+		dec.KnownFields(true)
+		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+			return Config{}, fmt.Errorf("config file %s: %w", file, err)
+		}
+	}
+	if err := applyEnv(&cfg, lookupEnv); err != nil {
+		return Config{}, err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	overlay := map[string]func(){
+		"data-dir":          func() { cfg.DataDir = flagCfg.DataDir },
+		"http-listen":       func() { cfg.HTTPListen = flagCfg.HTTPListen },
+		"amqp-listen":       func() { cfg.AMQPListen = flagCfg.AMQPListen },
+		"fsync":             func() { cfg.Fsync = flagCfg.Fsync },
+		"sync-interval":     func() { cfg.SyncInterval = flagCfg.SyncInterval },
+		"log-level":         func() { cfg.LogLevel = flagCfg.LogLevel },
+		"log-format":        func() { cfg.LogFormat = flagCfg.LogFormat },
+		"shutdown-timeout":  func() { cfg.ShutdownTimeout = flagCfg.ShutdownTimeout },
+		"node-name":         func() { cfg.Cluster.NodeName = flagCfg.Cluster.NodeName },
+		"cluster-name":      func() { cfg.Cluster.Name = flagCfg.Cluster.Name },
+		"cluster-listen":    func() { cfg.Cluster.Listen = flagCfg.Cluster.Listen },
+		"cluster-route":     func() { cfg.Cluster.Routes = flagCfg.Cluster.Routes },
+		"nats-url":          func() { cfg.Cluster.NATSURL = flagCfg.Cluster.NATSURL },
+		"max-message-bytes": func() { cfg.Limits.MaxMessageBytes = flagCfg.Limits.MaxMessageBytes },
+		"memory-budget":     func() { cfg.Limits.MemoryBudget = flagCfg.Limits.MemoryBudget },
+		"max-connections":   func() { cfg.Limits.MaxConnections = flagCfg.Limits.MaxConnections },
+		"pusher-app":        func() { cfg.PusherApps = flagCfg.PusherApps },
+	}
+	for name, apply := range overlay {
+		if set[name] {
+			apply()
+		}
+	}
+	return cfg, cfg.Validate()
+}
+
+// applyEnv overlays HERALD_* variables (HERALD_DATA_DIR, HERALD_HTTP_LISTEN,
+// HERALD_AMQP_LISTEN, HERALD_FSYNC, HERALD_LOG_LEVEL, HERALD_LOG_FORMAT,
+// HERALD_NODE_NAME, HERALD_CLUSTER_LISTEN, HERALD_CLUSTER_ROUTES (comma
+// separated), HERALD_NATS_URL, HERALD_PUSHER_APPS (comma separated),
+// HERALD_MAX_MESSAGE_BYTES, HERALD_MEMORY_BUDGET, HERALD_SHUTDOWN_TIMEOUT).
+func applyEnv(cfg *Config, lookup func(string) (string, bool)) error {
+	str := map[string]*string{
+		"HERALD_DATA_DIR":       &cfg.DataDir,
+		"HERALD_HTTP_LISTEN":    &cfg.HTTPListen,
+		"HERALD_AMQP_LISTEN":    &cfg.AMQPListen,
+		"HERALD_FSYNC":          &cfg.Fsync,
+		"HERALD_LOG_LEVEL":      &cfg.LogLevel,
+		"HERALD_LOG_FORMAT":     &cfg.LogFormat,
+		"HERALD_NODE_NAME":      &cfg.Cluster.NodeName,
+		"HERALD_CLUSTER_LISTEN": &cfg.Cluster.Listen,
+		"HERALD_NATS_URL":       &cfg.Cluster.NATSURL,
+	}
+	for k, p := range str {
+		if v, ok := lookup(k); ok {
+			*p = v
+		}
+	}
+	for k, p := range map[string]*[]string{"HERALD_CLUSTER_ROUTES": &cfg.Cluster.Routes, "HERALD_PUSHER_APPS": &cfg.PusherApps} {
+		if v, ok := lookup(k); ok && v != "" {
+			*p = strings.Split(v, ",")
+		}
+	}
+	if v, ok := lookup("HERALD_MAX_MESSAGE_BYTES"); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("HERALD_MAX_MESSAGE_BYTES: %w", err)
+		}
+		cfg.Limits.MaxMessageBytes = n
+	}
+	if v, ok := lookup("HERALD_MEMORY_BUDGET"); ok {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return fmt.Errorf("HERALD_MEMORY_BUDGET: %w", err)
+		}
+		cfg.Limits.MemoryBudget = n
+	}
+	if v, ok := lookup("HERALD_SHUTDOWN_TIMEOUT"); ok {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("HERALD_SHUTDOWN_TIMEOUT: %w", err)
+		}
+		cfg.ShutdownTimeout = d
+	}
+	return nil
+}
+
+// Validate checks the configuration and names the first bad field.
+func (c Config) Validate() error {
+	if c.DataDir == "" && c.Cluster.NATSURL == "" {
+		return errors.New("data_dir: required")
+	}
+	for name, addr := range map[string]string{"http_listen": c.HTTPListen, "amqp_listen": c.AMQPListen, "cluster.listen": c.Cluster.Listen} {
+		if addr == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("%s: %q is not host:port: %v", name, addr, err)
+		}
+	}
+	if c.Fsync != "interval" && c.Fsync != "always" {
+		return fmt.Errorf("fsync: must be interval or always, got %q", c.Fsync)
+	}
+	if c.SyncInterval < 0 {
+		return fmt.Errorf("sync_interval: must not be negative")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log_level: must be debug, info, warn or error, got %q", c.LogLevel)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("log_format: must be text or json, got %q", c.LogFormat)
+	}
+	if c.ShutdownTimeout <= 0 {
+		return fmt.Errorf("shutdown_timeout: must be positive")
+	}
+	if c.Limits.MaxMessageBytes < 0 || c.Limits.MemoryBudget < 0 || c.Limits.MaxConnections < 0 || c.Limits.MaxQueues < 0 {
+		return fmt.Errorf("limits: values must not be negative")
+	}
+	for i, a := range c.PusherApps {
+		if strings.Count(a, ":") != 2 {
+			return fmt.Errorf("pusher_apps[%d]: must be ID:KEY:SECRET", i)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,57 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestDefaults(t *testing.T) {
+	t.Parallel()
+	cfg, err := Load(nil, env(nil), os.Stderr)
+	require.NoError(t, err)
+	require.Equal(t, "./herald-data", cfg.DataDir)
+	require.Equal(t, ":15672", cfg.HTTPListen)
+	require.Equal(t, ":5672", cfg.AMQPListen)
+	require.Equal(t, "interval", cfg.Fsync)
+}
+
+func TestPrecedenceFileEnvFlags(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "herald.yaml")
+	require.NoError(t, os.WriteFile(file, []byte("data_dir: /from-file\nhttp_listen: 127.0.0.1:1\namqp_listen: 127.0.0.1:2\nfsync: always\nshutdown_timeout: 3s\n"), 0o600))
+	cfg, err := Load([]string{"--config", file, "--amqp-listen", "127.0.0.1:9"},
+		env(map[string]string{"HERALD_HTTP_LISTEN": "127.0.0.1:8", "HERALD_PUSHER_APPS": "1:k:s,2:k2:s2"}), os.Stderr)
+	require.NoError(t, err)
+	require.Equal(t, "/from-file", cfg.DataDir)
+	require.Equal(t, "127.0.0.1:8", cfg.HTTPListen) // env beats file
+	require.Equal(t, "127.0.0.1:9", cfg.AMQPListen) // flag beats file
+	require.Equal(t, "always", cfg.Fsync)
+	require.Equal(t, 3*time.Second, cfg.ShutdownTimeout)
+	require.Equal(t, []string{"1:k:s", "2:k2:s2"}, cfg.PusherApps)
+}
+
+func TestValidateNamesTheField(t *testing.T) {
+	t.Parallel()
+	for args, want := range map[string]string{
+		"--fsync=sometimes":       "fsync:",
+		"--http-listen=nonsense":  "http_listen:",
+		"--log-level=loud":        "log_level:",
+		"--pusher-app=only-an-id": "pusher_apps[0]:",
+		"--shutdown-timeout=0s":   "shutdown_timeout:",
+	} {
+		_, err := Load([]string{args}, env(nil), os.Stderr)
+		require.ErrorContains(t, err, want, args)
+	}
+	file := filepath.Join(t.TempDir(), "bad.yaml")
+	require.NoError(t, os.WriteFile(file, []byte("no_such_field: 1\n"), 0o600))
+	_, err := Load([]string{"--config", file}, env(nil), os.Stderr)
+	require.ErrorContains(t, err, "no_such_field")
+}
