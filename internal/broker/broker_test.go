@@ -430,7 +430,7 @@ func TestRestartKeepsMetadataAndMessages(t *testing.T) {
 		pub(t, b, "feeds", "a.b", fmt.Sprint(i), broker.Properties{DeliveryMode: 2})
 	}
 	require.NoError(t, get(t, b, "keep", false).Ack()) // 0 is gone for good
-	unacked := get(t, b, "keep", false)                 // 1 is in flight at shutdown
+	unacked := get(t, b, "keep", false)                // 1 is in flight at shutdown
 	require.Equal(t, "1", string(unacked.Message.Body))
 	_, err = b.DeclareExchange(bg, "/", broker.ExchangeSpec{Name: "later", Type: broker.Delayed, Durable: true, Arguments: broker.Table{"x-delayed-type": "fanout"}}, false)
 	require.NoError(t, err)
