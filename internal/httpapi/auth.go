@@ -1,0 +1,173 @@
+package httpapi
+
+import (
+	"net"
+	"net/http"
+	"net/netip"
+	"slices"
+
+	"github.com/heraldhq/herald/internal/broker"
+	"github.com/heraldhq/herald/internal/errs"
+)
+
+// guestUser is the user RabbitMQ's loopback_users refuses from remote clients.
+const guestUser = "guest"
+
+// accessLevel is what a user's tags must grant to reach an endpoint.
+type accessLevel int
+
+const (
+	levelManagement accessLevel = iota // any management tag
+	levelAdmin                         // "administrator"
+)
+
+// principal is the authenticated user of a request.
+type principal struct {
+	name string
+	tags []string
+	// mgmt: may use the management API at all (management, policymaker,
+	// monitoring or administrator). monitor: may see every vhost and
+	// connection read-only (monitoring or administrator). admin: administrator.
+	mgmt, monitor, admin bool
+}
+
+func newPrincipal(u broker.User) *principal {
+	p := &principal{name: u.Name, tags: u.Tags}
+	for _, t := range u.Tags {
+		switch t {
+		case "administrator":
+			p.admin, p.monitor, p.mgmt = true, true, true
+		case "monitoring":
+			p.monitor, p.mgmt = true, true
+		case "management", "policymaker":
+			p.mgmt = true
+		}
+	}
+	return p
+}
+
+func (p *principal) require(l accessLevel) error {
+	switch {
+	case !p.mgmt:
+		return errs.New(errs.AccessRefused, "Not management user")
+	case l == levelAdmin && !p.admin:
+		return errs.New(errs.AccessRefused, "Not administrator user")
+	}
+	return nil
+}
+
+// authenticate checks the request's basic-auth credentials.
+func (a *API) authenticate(r *http.Request) (*principal, error) {
+	name, pass, ok := r.BasicAuth()
+	if !ok {
+		return nil, errs.New(errs.Unauthorized, "Not_Authorized")
+	}
+	if name == guestUser && !a.cfg.AllowRemoteGuest && !isLoopback(r.RemoteAddr) {
+		return nil, errs.New(errs.Unauthorized, "User can only log in via localhost")
+	}
+	u, err := a.b.Authenticate(name, pass)
+	if err != nil {
+		if errs.Is(err, errs.Unauthorized) {
+			// Say nothing about whether the user exists.
+			return nil, errs.New(errs.Unauthorized, "Login failed")
+		}
+		return nil, err
+	}
+	return newPrincipal(u), nil
+}
+
+// isLoopback reports whether a request's RemoteAddr is a loopback address.
+// Anything that is not an IP (a Unix socket peer, "") is treated as remote.
+func isLoopback(remoteAddr string) bool {
+	host, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		host = remoteAddr
+	}
+	addr, err := netip.ParseAddr(host)
+	return err == nil && addr.Unmap().IsLoopback()
+}
+
+// vhostExists reports whether the broker has the vhost.
+func (a *API) vhostExists(name string) bool {
+	return slices.ContainsFunc(a.b.VHosts(), func(v broker.VHostInfo) bool { return v.Name == name })
+}
+
+// pathVHost returns the {vhost} of the request after checking that it is a
+// valid name and exists (404 otherwise).
+func (a *API) pathVHost(r *http.Request) (string, error) {
+	vhost := r.PathValue("vhost")
+	if err := checkName("vhost", vhost); err != nil {
+		return "", err
+	}
+	if !a.vhostExists(vhost) {
+		return "", errNotFound
+	}
+	return vhost, nil
+}
+
+// readVHost resolves {vhost} for a read: it must exist, and p must have
+// access to it (monitoring and administrator users read every vhost).
+func (a *API) readVHost(r *http.Request, p *principal) (string, error) {
+	vhost, err := a.pathVHost(r)
+	if err != nil {
+		return "", err
+	}
+	if err := a.canRead(p, vhost); err != nil {
+		return "", err
+	}
+	return vhost, nil
+}
+
+func (a *API) canRead(p *principal, vhost string) error {
+	if p.monitor {
+		return nil
+	}
+	return a.b.Authorize(p.name, vhost, broker.AccessRead, "")
+}
+
+// visible returns a filter for the vhosts p may list.
+func (a *API) visible(p *principal) func(vhost string) bool {
+	if p.monitor {
+		return func(string) bool { return true }
+	}
+	seen := map[string]bool{}
+	return func(vhost string) bool {
+		ok, cached := seen[vhost]
+		if !cached {
+			ok = a.b.Authorize(p.name, vhost, broker.AccessRead, "") == nil
+			seen[vhost] = ok
+		}
+		return ok
+	}
+}
+
+// authorize checks p's permission on a resource. Administrators are checked
+// like everyone else, as in RabbitMQ: tags never grant resource access.
+func (a *API) authorize(p *principal, vhost string, access broker.Access, resource string) error {
+	return a.b.Authorize(p.name, vhost, access, resource)
+}
+
+// exchangeResource is the name permissions are matched against for an
+// exchange: RabbitMQ checks the default exchange as "amq.default".
+func exchangeResource(name string) string {
+	if name == "" {
+		return defaultExchangeAlias
+	}
+	return name
+}
+
+// defaultExchangeAlias names the default exchange ("") in paths.
+const defaultExchangeAlias = "amq.default"
+
+// pathExchange returns the exchange named by path value key, mapping
+// "amq.default" to the default exchange "".
+func pathExchange(r *http.Request, key string) (string, error) {
+	name := r.PathValue(key)
+	if err := checkName("exchange", name); err != nil {
+		return "", err
+	}
+	if name == defaultExchangeAlias {
+		return "", nil
+	}
+	return name, nil
+}
