@@ -1,0 +1,358 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// publisher runs AppendAsync: jetstream PublishAsync under a window of
+// MaxPending appends, with one dispatcher goroutine that waits for the
+// acknowledgements in the order the appends were published and calls done in
+// that order. Acks from different logs can return out of order (each stream
+// stores independently); the FIFO dispatcher is what makes confirms from one
+// goroutine ordered, at the price of head-of-line waiting behind a slow log.
+type publisher struct {
+	r     *run
+	slots chan struct{} // one token per append in flight
+	queue chan pendingAppend
+
+	mu       sync.RWMutex // read-held while enqueueing; write-held to close queue
+	closed   bool
+	stopping chan struct{} // closed when Stop begins: blocked appends give up
+	abort    chan struct{} // closed when the drain bound passes: fail the rest
+	done     chan struct{} // closed when the dispatcher has exited
+}
+
+type pendingAppend struct {
+	paf     jetstream.PubAckFuture
+	err     error // publish failed synchronously
+	subject string
+	done    func(uint64, error)
+}
+
+func newPublisher(r *run, window int) *publisher {
+	p := &publisher{
+		r:        r,
+		slots:    make(chan struct{}, window),
+		queue:    make(chan pendingAppend, window),
+		stopping: make(chan struct{}),
+		abort:    make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	go p.dispatch()
+	return p
+}
+
+// publish blocks for a window slot, publishes and enqueues the future. A
+// publish that fails synchronously is still reported through done, in order.
+func (p *publisher) publish(subject string, data []byte, done func(uint64, error)) error {
+	select {
+	case p.slots <- struct{}{}:
+	case <-p.stopping:
+		return ErrStopped
+	}
+	p.mu.RLock()
+	if p.closed {
+		p.mu.RUnlock()
+		<-p.slots
+		return ErrStopped
+	}
+	paf, err := p.r.js.PublishAsync(subject, data, p.r.pubOpts...)
+	p.queue <- pendingAppend{paf: paf, err: err, subject: subject, done: done} // never blocks: cap == slots
+	p.mu.RUnlock()
+	return nil
+}
+
+func (p *publisher) dispatch() {
+	defer close(p.done)
+	for pa := range p.queue {
+		seq, err := p.wait(pa)
+		pa.done(seq, err)
+		<-p.slots
+	}
+}
+
+func (p *publisher) wait(pa pendingAppend) (uint64, error) {
+	if pa.err != nil {
+		return 0, pubErr(pa.subject, pa.err)
+	}
+	select {
+	case ack := <-pa.paf.Ok():
+		return ack.Sequence, nil
+	case err := <-pa.paf.Err():
+		return 0, pubErr(pa.subject, err)
+	case <-p.abort:
+		return 0, ErrStopped
+	}
+}
+
+// close stops accepting appends and waits until ctx for the in-flight ones
+// to be acknowledged; the rest get done(0, ErrStopped).
+func (p *publisher) close(ctx context.Context) {
+	close(p.stopping)
+	p.mu.Lock()
+	p.closed = true
+	close(p.queue)
+	p.mu.Unlock()
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		p.r.log.Warn("stop: asynchronous appends still unacknowledged; failing them", "pending", len(p.queue)+1)
+		close(p.abort)
+		<-p.done
+	}
+}
+
+// deleter runs DeleteAsync. Deletes accumulate per log while the worker
+// applies the previous round; each round sorts a log's sequences and
+//
+//   - turns a leading run that starts at the log's first message into one
+//     purge (everything below the run's end), which is what in-order acks of
+//     a FIFO queue produce: one API call instead of thousands;
+//   - sends the others as individual delete requests, pipelined with at most
+//     deleteWindow in flight (JetStream drops API requests beyond its queue
+//     limit of 10,000, so the window stays well below).
+//
+// The first sequence is read from the log's state right before the purge, so
+// the purge never removes a message that was not asked for (unless the log is
+// deleted and re-created in between, which would make the sequences stale for
+// individual deletes too).
+type deleter struct {
+	r     *run
+	limit int
+
+	mu      sync.Mutex
+	cond    sync.Cond // signalled when room frees up or on close
+	pending map[string][]uint64
+	n       int // queued plus being applied
+	closed  bool
+
+	wake  chan struct{} // cap 1: work arrived
+	flush chan struct{} // closed by close: apply what is left and exit
+	abort chan struct{} // closed when the drain bound passes
+	done  chan struct{}
+
+	// worker-only state
+	sub   *nats.Subscription
+	reply string
+	reqID uint64
+	body  []byte
+}
+
+const (
+	deleteWindow = 512
+	// minPurgeRun is the shortest leading run worth a purge: a purge plus the
+	// state read cost about as much as 8 pipelined single deletes.
+	minPurgeRun = 8
+)
+
+func newDeleter(r *run, limit int) (*deleter, error) {
+	d := &deleter{
+		r:       r,
+		limit:   limit,
+		pending: make(map[string][]uint64),
+		wake:    make(chan struct{}, 1),
+		flush:   make(chan struct{}),
+		abort:   make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	d.cond.L = &d.mu
+	d.reply = r.nc.NewInbox() + "."
+	var err error
+	d.sub, err = r.nc.SubscribeSync(d.reply + "*")
+	if err != nil {
+		return nil, fmt.Errorf("engine: delete reply subscription: %w", err)
+	}
+	if err := d.sub.SetPendingLimits(-1, -1); err != nil {
+		return nil, err
+	}
+	go d.work()
+	return d, nil
+}
+
+// add queues one delete, blocking while limit deletes are pending.
+func (d *deleter) add(log string, seq uint64) {
+	d.mu.Lock()
+	for d.n >= d.limit && !d.closed {
+		d.cond.Wait()
+	}
+	if d.closed {
+		d.mu.Unlock()
+		d.r.log.Warn("delete dropped: engine stopping", "log", log, "seq", seq)
+		return
+	}
+	d.pending[log] = append(d.pending[log], seq)
+	d.n++
+	d.mu.Unlock()
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (d *deleter) work() {
+	defer close(d.done)
+	defer func() { _ = d.sub.Unsubscribe() }()
+	for {
+		select {
+		case <-d.wake:
+		case <-d.flush:
+			d.round() // everything queued before close
+			return
+		}
+		d.round()
+	}
+}
+
+// round applies every pending delete.
+func (d *deleter) round() {
+	d.mu.Lock()
+	batch := d.pending
+	d.pending = make(map[string][]uint64, len(batch))
+	d.mu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	count := 0
+	for log, seqs := range batch {
+		count += len(seqs)
+		d.apply(log, seqs)
+	}
+	d.mu.Lock()
+	d.n -= count
+	d.cond.Broadcast()
+	d.mu.Unlock()
+}
+
+func (d *deleter) apply(log string, seqs []uint64) {
+	select {
+	case <-d.abort:
+		d.r.log.Warn("stop: pending deletes not applied", "log", log, "count", len(seqs))
+		return
+	default:
+	}
+	slices.Sort(seqs)
+	seqs = slices.Compact(seqs)
+	if run := leadingRun(seqs); run >= minPurgeRun {
+		seqs = d.purgeRun(log, seqs, run)
+	}
+	d.deleteEach(log, seqs)
+}
+
+// leadingRun is the length of the run of consecutive sequences at the start
+// of sorted seqs.
+func leadingRun(seqs []uint64) int {
+	n := 1
+	for n < len(seqs) && seqs[n] == seqs[n-1]+1 {
+		n++
+	}
+	return n
+}
+
+// purgeRun removes the leading run of seqs with one purge if every message
+// below it is already gone; it returns the sequences still to delete.
+func (d *deleter) purgeRun(log string, seqs []uint64, run int) []uint64 {
+	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
+	defer cancel()
+	info, err := d.r.streamInfo(ctx, log)
+	if err != nil {
+		d.r.log.Warn("async delete: reading log state", "log", log, "err", err)
+		return seqs
+	}
+	first := info.State.FirstSeq
+	// Sequences below first are gone already.
+	i, _ := slices.BinarySearch(seqs, first)
+	seqs = seqs[i:]
+	if len(seqs) == 0 {
+		return nil
+	}
+	if seqs[0] != first {
+		return seqs // a live message precedes the run
+	}
+	run = leadingRun(seqs)
+	if run < minPurgeRun {
+		return seqs
+	}
+	if _, err := d.r.purge(ctx, log, "", seqs[run-1]+1); err != nil {
+		d.r.log.Warn("async delete: purge", "log", log, "upTo", seqs[run-1]+1, "err", err)
+		return seqs
+	}
+	return seqs[run:]
+}
+
+// deleteEach sends one delete request per sequence, pipelined.
+func (d *deleter) deleteEach(log string, seqs []uint64) {
+	if len(seqs) == 0 {
+		return
+	}
+	subject := apiMsgDelete + log
+	first := d.reqID + 1 // replies with smaller ids belong to abandoned rounds
+	inflight, failed := 0, 0
+	var lastErr error
+	receive := func() bool {
+		m, err := d.sub.NextMsg(apiTimeout)
+		if err != nil {
+			d.r.log.Warn("async delete: waiting for replies", "log", log, "inflight", inflight, "err", err)
+			return false
+		}
+		id, _ := strconv.ParseUint(m.Subject[len(d.reply):], 10, 64)
+		if id < first {
+			return true
+		}
+		inflight--
+		if err := deleteResult(log, m.Data); err != nil {
+			failed++
+			lastErr = err
+		}
+		return true
+	}
+	for _, seq := range seqs {
+		for inflight >= deleteWindow {
+			if !receive() {
+				return
+			}
+		}
+		d.reqID++
+		d.body = deleteBody(d.body, seq)
+		if err := d.r.nc.PublishRequest(subject, d.reply+strconv.FormatUint(d.reqID, 10), d.body); err != nil {
+			d.r.log.Warn("async delete: publish", "log", log, "err", err)
+			return
+		}
+		inflight++
+	}
+	for inflight > 0 {
+		if !receive() {
+			return
+		}
+	}
+	if failed > 0 {
+		d.r.log.Warn("async delete failed", "log", log, "failed", failed, "of", len(seqs), "err", lastErr)
+	}
+}
+
+// close stops accepting deletes, applies the queued ones until ctx ends and
+// waits for the worker.
+func (d *deleter) close(ctx context.Context) {
+	d.mu.Lock()
+	d.closed = true
+	d.cond.Broadcast()
+	d.mu.Unlock()
+	close(d.flush)
+	select {
+	case <-d.done:
+	case <-ctx.Done():
+		close(d.abort)
+		select {
+		case <-d.done:
+		case <-time.After(apiTimeout):
+			d.r.log.Warn("stop: async delete worker still busy")
+		}
+	}
+}
