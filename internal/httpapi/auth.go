@@ -118,11 +118,20 @@ func (a *API) readVHost(r *http.Request, p *principal) (string, error) {
 	return vhost, nil
 }
 
+// canRead checks that p may read vhost: monitoring users read every vhost,
+// others need a permission entry on it (any entry grants vhost access, as in
+// RabbitMQ; the regular expressions only govern resources).
 func (a *API) canRead(p *principal, vhost string) error {
-	if p.monitor {
+	if p.monitor || a.hasVHostAccess(p.name, vhost) {
 		return nil
 	}
-	return a.b.Authorize(p.name, vhost, broker.AccessRead, "")
+	return errs.New(errs.AccessRefused, "access to vhost '%s' refused for user '%s'", vhost, p.name)
+}
+
+func (a *API) hasVHostAccess(user, vhost string) bool {
+	return slices.ContainsFunc(a.b.Permissions(), func(perm broker.Permission) bool {
+		return perm.User == user && perm.VHost == vhost
+	})
 }
 
 // visible returns a filter for the vhosts p may list.
@@ -130,15 +139,13 @@ func (a *API) visible(p *principal) func(vhost string) bool {
 	if p.monitor {
 		return func(string) bool { return true }
 	}
-	seen := map[string]bool{}
-	return func(vhost string) bool {
-		ok, cached := seen[vhost]
-		if !cached {
-			ok = a.b.Authorize(p.name, vhost, broker.AccessRead, "") == nil
-			seen[vhost] = ok
+	mine := map[string]bool{}
+	for _, perm := range a.b.Permissions() {
+		if perm.User == p.name {
+			mine[perm.VHost] = true
 		}
-		return ok
 	}
+	return func(vhost string) bool { return mine[vhost] }
 }
 
 // authorize checks p's permission on a resource. Administrators are checked
