@@ -1,0 +1,182 @@
+package route
+
+import (
+	"math"
+	"reflect"
+	"strings"
+	"time"
+)
+
+// MatchHeaders reports whether a message with headers matches a headers
+// exchange binding with arguments args, with RabbitMQ's rules:
+//
+//   - x-match (a string) is "all" (the default, also for any value RabbitMQ
+//     would not accept), "any", "all-with-x" or "any-with-x". It never takes
+//     part in matching itself.
+//   - Other arguments whose key starts with "x-" are ignored unless the mode
+//     ends in "-with-x".
+//   - An argument matches when the header of the same key is present and,
+//     unless the argument's value is void (nil), equal to it.
+//   - "all" matches when every considered argument matches, so a binding with
+//     none matches every message; "any" when at least one does, so a binding
+//     with none matches nothing.
+//
+// Values compare as RabbitMQ's Erlang == does: every integer type and
+// time.Time (as whole Unix seconds, which is how AMQP carries timestamps) by
+// numeric value, floats by value (1 == 1.0), string and []byte by bytes, bool
+// by value, nested tables and arrays element by element with these same rules.
+// Other types (decimals) are equal when they have the same type and value.
+// Unlike RabbitMQ, nested tables compare as maps (RabbitMQ compares them in
+// wire order and with their field types).
+func MatchHeaders(args, headers map[string]any) bool {
+	matchAny, withX := false, false
+	if s, ok := args["x-match"].(string); ok {
+		switch s {
+		case "any":
+			matchAny = true
+		case "all-with-x":
+			withX = true
+		case "any-with-x":
+			matchAny, withX = true, true
+		}
+	}
+	for k, want := range args {
+		if k == "x-match" || (!withX && strings.HasPrefix(k, "x-")) {
+			continue
+		}
+		got, ok := headers[k]
+		m := ok && (want == nil || equalValue(want, got))
+		if matchAny && m {
+			return true
+		}
+		if !matchAny && !m {
+			return false
+		}
+	}
+	return !matchAny
+}
+
+// equalValue compares two AMQP field values (see MatchHeaders).
+func equalValue(a, b any) bool {
+	if ai, ok := asInt(a); ok {
+		if bi, ok := asInt(b); ok {
+			return ai == bi
+		}
+		if bf, ok := asFloat(b); ok {
+			return intEqualsFloat(ai, bf)
+		}
+		return false
+	}
+	if af, ok := asFloat(a); ok {
+		if bf, ok := asFloat(b); ok {
+			return af == bf
+		}
+		if bi, ok := asInt(b); ok {
+			return intEqualsFloat(bi, af)
+		}
+		return false
+	}
+	switch a := a.(type) {
+	case nil:
+		return b == nil
+	case bool:
+		b, ok := b.(bool)
+		return ok && a == b
+	case string:
+		switch b := b.(type) {
+		case string:
+			return a == b
+		case []byte:
+			return a == string(b)
+		}
+		return false
+	case []byte:
+		switch b := b.(type) {
+		case string:
+			return string(a) == b
+		case []byte:
+			return string(a) == string(b)
+		}
+		return false
+	case map[string]any:
+		b, ok := b.(map[string]any)
+		if !ok || len(a) != len(b) {
+			return false
+		}
+		for k, av := range a {
+			bv, ok := b[k]
+			if !ok || !equalValue(av, bv) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		b, ok := b.([]any)
+		if !ok || len(a) != len(b) {
+			return false
+		}
+		for i := range a {
+			if !equalValue(a[i], b[i]) {
+				return false
+			}
+		}
+		return true
+	}
+	if b == nil {
+		return false
+	}
+	ta := reflect.TypeOf(a)
+	return ta == reflect.TypeOf(b) && ta.Comparable() && a == b
+}
+
+// asInt normalises the integer field types (and timestamps, which are
+// integers on the wire) to int64.
+func asInt(v any) (int64, bool) {
+	switch v := v.(type) {
+	case int8:
+		return int64(v), true
+	case int16:
+		return int64(v), true
+	case int32:
+		return int64(v), true
+	case int64:
+		return v, true
+	case int:
+		return int64(v), true
+	case uint8:
+		return int64(v), true
+	case uint16:
+		return int64(v), true
+	case uint32:
+		return int64(v), true
+	case uint64:
+		if v <= math.MaxInt64 {
+			return int64(v), true
+		}
+	case uint:
+		if uint64(v) <= math.MaxInt64 {
+			return int64(v), true
+		}
+	case time.Time:
+		return v.Unix(), true
+	}
+	return 0, false
+}
+
+func asFloat(v any) (float64, bool) {
+	switch v := v.(type) {
+	case float32:
+		return float64(v), true
+	case float64:
+		return v, true
+	}
+	return 0, false
+}
+
+// intEqualsFloat reports whether i and f are the same number, exactly.
+func intEqualsFloat(i int64, f float64) bool {
+	if f != math.Trunc(f) || f < -(1<<63) || f >= 1<<63 {
+		return false
+	}
+	return int64(f) == i
+}
