@@ -157,6 +157,10 @@ func NewWriter(dst io.Writer, frameMax int) *Writer {
 // SetFrameMax changes the negotiated frame size.
 func (w *Writer) SetFrameMax(n int) { w.frameMax = max(n, FrameMinSize) }
 
+// Err returns the error of a failed write to the destination, which every
+// later call also returns; nil while the destination works.
+func (w *Writer) Err() error { return w.err }
+
 // Buffered returns the number of bytes waiting for Flush.
 func (w *Writer) Buffered() int { return len(w.buf) }
 
@@ -190,8 +194,9 @@ func (w *Writer) begin(typ uint8, ch uint16) int {
 	return start
 }
 
-// end patches the size of the frame begun at start and appends frame-end.
-func (w *Writer) end(start int) error {
+// finish patches the size of the frame begun at start and appends
+// frame-end; an oversized frame is removed from the buffer.
+func (w *Writer) finish(start int) error {
 	size := len(w.buf) - start - 7
 	if size+frameOverhead > w.frameMax {
 		w.buf = w.buf[:start]
@@ -199,7 +204,39 @@ func (w *Writer) end(start int) error {
 	}
 	binary.BigEndian.PutUint32(w.buf[start+3:], uint32(size))
 	w.buf = append(w.buf, FrameEnd)
+	return nil
+}
+
+// end finishes a frame and flushes if the buffer passed its threshold.
+func (w *Writer) end(start int) error {
+	if err := w.finish(start); err != nil {
+		return err
+	}
 	return w.maybeFlush()
+}
+
+// appendMethod appends a whole method frame without flushing.
+func (w *Writer) appendMethod(ch uint16, m Method) error {
+	start := w.begin(FrameMethod, ch)
+	b, err := AppendMethod(w.buf, m)
+	if err != nil {
+		w.buf = b[:start]
+		return err
+	}
+	w.buf = b
+	return w.finish(start)
+}
+
+// appendHeader appends a whole header frame without flushing.
+func (w *Writer) appendHeader(ch uint16, classID uint16, bodySize uint64, p *Properties) error {
+	start := w.begin(FrameHeader, ch)
+	b, err := AppendContentHeader(w.buf, classID, bodySize, p)
+	if err != nil {
+		w.buf = b[:start]
+		return err
+	}
+	w.buf = b
+	return w.finish(start)
 }
 
 // WriteProtocolHeader writes the 0-9-1 protocol header (client side, and the
@@ -217,14 +254,10 @@ func (w *Writer) WriteMethod(ch uint16, m Method) error {
 	if w.err != nil {
 		return w.err
 	}
-	start := w.begin(FrameMethod, ch)
-	b, err := AppendMethod(w.buf, m)
-	if err != nil {
-		w.buf = b[:start]
+	if err := w.appendMethod(ch, m); err != nil {
 		return err
 	}
-	w.buf = b
-	return w.end(start)
+	return w.maybeFlush()
 }
 
 // WriteHeader writes a content header frame.
@@ -232,14 +265,10 @@ func (w *Writer) WriteHeader(ch uint16, classID uint16, bodySize uint64, p *Prop
 	if w.err != nil {
 		return w.err
 	}
-	start := w.begin(FrameHeader, ch)
-	b, err := AppendContentHeader(w.buf, classID, bodySize, p)
-	if err != nil {
-		w.buf = b[:start]
+	if err := w.appendHeader(ch, classID, bodySize, p); err != nil {
 		return err
 	}
-	w.buf = b
-	return w.end(start)
+	return w.maybeFlush()
 }
 
 // WriteBody writes body as body frames of at most frame-max bytes each; an
@@ -262,14 +291,23 @@ func (w *Writer) WriteBody(ch uint16, body []byte) error {
 }
 
 // WriteContent writes a content-carrying method (basic.publish, deliver,
-// get-ok, return) with its header and body frames.
+// get-ok, return) with its header and body frames. If the method or header
+// cannot be encoded, nothing of the message is written.
 func (w *Writer) WriteContent(ch uint16, m Method, p *Properties, body []byte) error {
-	if err := w.WriteMethod(ch, m); err != nil {
+	if w.err != nil {
+		return w.err
+	}
+	start := len(w.buf)
+	if err := w.appendMethod(ch, m); err != nil {
 		return err
 	}
 	cls, _ := m.ID()
-	if err := w.WriteHeader(ch, cls, uint64(len(body)), p); err != nil {
+	if err := w.appendHeader(ch, cls, uint64(len(body)), p); err != nil {
+		w.buf = w.buf[:start]
 		return err
+	}
+	if len(body) == 0 {
+		return w.maybeFlush()
 	}
 	return w.WriteBody(ch, body)
 }

@@ -177,3 +177,12 @@ func TestWriterErrors(t *testing.T) {
 type failWriter struct{ err error }
 
 func (f failWriter) Write([]byte) (int, error) { return 0, f.err }
+
+func TestWriteContentIsAllOrNothing(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	w := NewWriter(&buf, FrameMinSize)
+	bad := &Properties{Headers: Table{"k": struct{}{}}}
+	require.Error(t, w.WriteContent(1, &BasicDeliver{ConsumerTag: "c"}, bad, []byte("x")))
+	require.Zero(t, w.Buffered(), "no method frame without its header")
+}
