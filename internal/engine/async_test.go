@@ -218,3 +218,32 @@ func TestDeleteAsync(t *testing.T) {
 	e2 := startEngine(t, cfg)
 	require.ElementsMatch(t, wantQ, seqsOf(scanAll(t, e2, "Q", "")))
 }
+
+// TestAppendAsyncAckTimeout publishes to a subject that a plain subscriber
+// (not a log) receives, so no ack ever comes: done reports the timeout, and
+// acks behind it wait for it, keeping the order.
+func TestAppendAsyncAckTimeout(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ensureLog(t, e, "A")
+	r := e.cur.Load()
+	r.pub.ackTimeout.Store(int64(50 * time.Millisecond))
+	sub, err := r.nc.SubscribeSync("hole.x")
+	require.NoError(t, err)
+	defer sub.Unsubscribe()
+
+	acks := make(chan ack, 3)
+	for i, subj := range []string{"A.x", "hole.x", "A.x"} {
+		require.NoError(t, e.AppendAsync(subj, nil, func(seq uint64, err error) { acks <- ack{i, seq, err} }))
+	}
+	a := <-acks
+	require.Equal(t, 0, a.i)
+	require.NoError(t, a.err)
+	a = <-acks
+	require.Equal(t, 1, a.i)
+	require.ErrorContains(t, a.err, "no acknowledgement")
+	a = <-acks
+	require.Equal(t, 2, a.i)
+	require.NoError(t, a.err)
+	require.Equal(t, uint64(2), a.seq)
+}

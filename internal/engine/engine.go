@@ -64,9 +64,8 @@ type run struct {
 	nc    *nats.Conn
 	js    jetstream.JetStream
 
-	pubOpts []jetstream.PublishOpt // options for every append
-	pub     *publisher
-	del     *deleter
+	pub *publisher // set once in start, under mu
+	del *deleter
 
 	mu      sync.Mutex        // guards subs and closing
 	subs    map[*sub]struct{} // running tails and watches
@@ -225,6 +224,7 @@ func (r *run) start(ctx context.Context) error {
 				if err != nil {
 					r.log.Warn("disconnected from NATS", "url", cfg.ExternalURL, "err", err)
 				}
+				r.disconnected()
 			}),
 			nats.ReconnectHandler(func(*nats.Conn) { r.log.Info("reconnected to NATS", "url", cfg.ExternalURL) }),
 		)
@@ -252,29 +252,39 @@ func (r *run) start(ctx context.Context) error {
 			return fmt.Errorf("engine: connecting in-process: %w", err)
 		}
 	}
-	r.js, err = jetstream.New(r.nc,
-		// Our own window (publisher.slots) bounds in-flight appends; this cap
-		// is only a backstop and must never stall.
-		jetstream.WithPublishAsyncMaxPending(2*cfg.MaxPending),
-		jetstream.WithPublishAsyncTimeout(asyncAckTimeout),
-	)
+	r.js, err = jetstream.New(r.nc)
 	if err != nil {
 		return fmt.Errorf("engine: jetstream: %w", err)
-	}
-	if !r.e.clustered() {
-		// Standalone: no leader elections, so "no responders" means no log
-		// captures the subject; fail at once instead of retrying for 500 ms.
-		r.pubOpts = []jetstream.PublishOpt{jetstream.WithRetryAttempts(0)}
 	}
 	if err := r.waitReady(ctx); err != nil {
 		return err
 	}
-	r.pub = newPublisher(r, cfg.MaxPending)
+	// Standalone there are no leader elections, so "no responders" means no
+	// log captures the subject and appends fail at once; clustered they are
+	// retried for a moment.
+	pub, err := newPublisher(r, cfg.MaxPending, r.e.clustered())
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.pub = pub
+	r.mu.Unlock()
 	r.del, err = newDeleter(r, cfg.MaxPending)
 	if err != nil {
 		return err
 	}
 	return nil
+}
+
+// disconnected fails the appends in flight: their acks are lost with the
+// connection (ExternalURL; the client reconnects on its own).
+func (r *run) disconnected() {
+	r.mu.Lock()
+	p := r.pub
+	r.mu.Unlock()
+	if p != nil {
+		p.failAll(nats.ErrDisconnected)
+	}
 }
 
 func (r *run) startServer(ctx context.Context) error {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -137,32 +136,31 @@ func mapJSErr(err error) error {
 	return err
 }
 
-// pubErr maps an append error.
-func pubErr(subject string, err error) error {
-	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
-		return fmt.Errorf("engine: appending to %q: no log captures the subject: %w", subject, ErrNotFound)
-	}
-	var ae *jetstream.APIError
-	if errors.As(err, &ae) && ae.ErrorCode == errCodeStoreFailed && strings.HasPrefix(ae.Description, "maximum ") &&
-		strings.HasSuffix(ae.Description, " exceeded") {
-		return fmt.Errorf("engine: appending to %q: %s: %w", subject, ae.Description, ErrLogLimit)
-	}
-	if err := mapJSErr(err); err == ErrStopped {
-		return err
-	}
-	return fmt.Errorf("engine: appending to %q: %w", subject, err)
-}
-
 func (e *impl) append(ctx context.Context, subject string, data []byte) (uint64, error) {
 	r, err := e.running()
 	if err != nil {
 		return 0, err
 	}
-	ack, err := r.js.Publish(ctx, subject, data, r.pubOpts...)
-	if err != nil {
-		return 0, pubErr(subject, err)
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		m, err := r.nc.RequestWithContext(ctx, subject, data)
+		if errors.Is(err, nats.ErrNoResponders) {
+			if !e.clustered() || attempt == pubRetryAttempts {
+				return 0, fmt.Errorf("engine: appending to %q: no log captures the subject: %w", subject, ErrNotFound)
+			}
+			select {
+			case <-ctx.Done():
+				return 0, fmt.Errorf("engine: appending to %q: %w", subject, ctx.Err())
+			case <-time.After(pubRetryWait):
+			}
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("engine: appending to %q: %w", subject, mapNatsErr(err))
+		}
+		return parseAck(subject, m.Data)
 	}
-	return ack.Sequence, nil
 }
 
 func (e *impl) appendAsync(subject string, data []byte, done func(uint64, error)) error {
