@@ -367,7 +367,9 @@ func (c *wsConn) cleanup() {
 		c.h.unsubscribe(s)
 	}
 	c.subs = nil
-	_ = c.ws.CloseNow()
+	if c.ws != nil { // nil only in the fuzz test
+		_ = c.ws.CloseNow()
+	}
 }
 
 // clientMsg is a message from a client.
