@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -467,4 +468,104 @@ func TestUsersAndPermissions(t *testing.T) {
 	require.NoError(t, b.AddVHost(bg, "other"))
 	require.True(t, errs.Is(b.Authorize("app", "other", broker.AccessRead, "x"), errs.AccessRefused))
 	require.True(t, errs.Is(b.SetPermission(bg, broker.Permission{User: "app", VHost: "/", Configure: "("}), errs.BadArgument))
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	return addr
+}
+
+// TestClusterPublishOnAConsumeOnC runs three nodes in one process: a queue
+// with replicated (R3) storage is declared and published to through node A
+// and consumed through node C.
+func TestClusterPublishOnAConsumeOnC(t *testing.T) {
+	t.Parallel()
+	const n = 3
+	addrs := make([]string, n)
+	for i := range addrs {
+		addrs[i] = freeAddr(t)
+	}
+	engines := make([]*engine.Engine, n)
+	brokers := make([]*broker.Broker, n)
+	ctx, cancel := context.WithTimeout(bg, 60*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	errsC := make([]error, n)
+	for i := range n {
+		routes := append(append([]string{}, addrs[:i]...), addrs[i+1:]...)
+		eng, err := engine.New(engine.Config{DataDir: t.TempDir(), NodeName: fmt.Sprintf("node-%c", 'a'+i),
+			ClusterName: "broker-test", ClusterListen: addrs[i], Routes: routes, Logger: quiet})
+		require.NoError(t, err)
+		engines[i] = eng
+		wg.Go(func() { errsC[i] = eng.Start(ctx) })
+	}
+	wg.Wait()
+	t.Cleanup(func() {
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				if brokers[i] != nil {
+					brokers[i].Stop(bg)
+				}
+			})
+		}
+		wg.Wait()
+		for i := range n {
+			wg.Go(func() { engines[i].Stop(bg) })
+		}
+		wg.Wait()
+	})
+	for i := range n {
+		require.NoError(t, errsC[i])
+	}
+	for i := range n { // one after another: the first creates the defaults
+		b, err := broker.New(broker.Config{Engine: engines[i], Logger: quiet})
+		require.NoError(t, err)
+		require.NoError(t, b.Start(ctx))
+		brokers[i] = b
+	}
+	a, c := brokers[0], brokers[2]
+	_, err := a.DeclareExchange(ctx, "/", broker.ExchangeSpec{Name: "events", Type: broker.Topic, Durable: true}, false)
+	require.NoError(t, err)
+	_, err = a.DeclareQueue(ctx, "/", broker.QueueSpec{Name: "replicated", Durable: true, Arguments: broker.Table{"x-queue-type": "quorum"}}, false)
+	require.NoError(t, err)
+	require.NoError(t, a.Bind(ctx, "/", broker.Binding{Source: "events", Destination: "replicated", RoutingKey: "order.#"}))
+	// Metadata is watched: node C routes the same way.
+	eventually(t, func() bool {
+		for _, bi := range c.Bindings("/") {
+			if bi.Source == "events" && bi.Destination == "replicated" {
+				return true
+			}
+		}
+		return false
+	}, "binding should reach node C")
+	for i := range 20 {
+		res, err := a.Publish(ctx, broker.Publishing{VHost: "/", Exchange: "events", RoutingKey: "order.created",
+			Message: &broker.Message{Body: []byte(fmt.Sprint(i))}})
+		require.NoError(t, err)
+		require.True(t, res.Routed)
+	}
+	got := make(chan string, 40)
+	cons, err := c.Consume(ctx, "/", "replicated", broker.ConsumeOptions{Prefetch: 5, Deliver: func(d *broker.Delivery) {
+		got <- string(d.Message.Body)
+		_ = d.Ack()
+	}})
+	require.NoError(t, err)
+	defer cons.Cancel()
+	// Published through A after C took the queue: reaches C's consumer too.
+	_, err = a.Publish(ctx, broker.Publishing{VHost: "/", Exchange: "events", RoutingKey: "order.paid", Message: &broker.Message{Body: []byte("20")}})
+	require.NoError(t, err)
+	for i := range 21 {
+		select {
+		case body := <-got:
+			require.Equal(t, fmt.Sprint(i), body, "in order")
+		case <-time.After(15 * time.Second):
+			t.Fatalf("node C got only %d of 21 messages", i)
+		}
+	}
+	eventually(t, func() bool { q, err := c.Queue("/", "replicated"); return err == nil && q.Messages == 0 }, "acks through C empty the queue")
 }
