@@ -90,11 +90,13 @@ func TestMount(t *testing.T) {
 	api.Mount(mux)
 	mux.HandleFunc("GET /other", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) })
 
-	rec := httptest.NewRecorder()
-	mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/overview", nil))
-	require.Equal(t, http.StatusUnauthorized, rec.Code)
+	for _, path := range []string{"/api/overview", "/api/queues/%2F/q", "/api/vhosts/%2F"} {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		require.Equal(t, http.StatusUnauthorized, rec.Code, "%s reaches the API", path)
+	}
 
-	rec = httptest.NewRecorder()
+	rec := httptest.NewRecorder()
 	mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/other", nil))
 	require.Equal(t, http.StatusTeapot, rec.Code)
 }
