@@ -2,11 +2,71 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+
+	"github.com/heraldhq/herald/internal/amqp"
+	"github.com/heraldhq/herald/internal/httpapi"
+	"github.com/heraldhq/herald/internal/realtime"
 )
+
+// Version is reported by the faces (server properties, /api/overview).
+var Version = "0.1.0-dev"
 
 // startFaces starts every protocol face and mounts the HTTP ones on mux.
 func (s *Server) startFaces(ctx context.Context, mux *http.ServeMux) error {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+
+	httpapi.New(httpapi.Config{
+		Broker:       s.Broker,
+		Logger:       s.log.With("face", "httpapi"),
+		MaxBodyBytes: s.cfg.Limits.MaxMessageBytes * 2,
+		Version:      Version,
+	}).Mount(mux)
+
+	apps := make([]realtime.App, 0, len(s.cfg.PusherApps))
+	for i, spec := range s.cfg.PusherApps {
+		app, err := realtime.ParseApp(spec)
+		if err != nil {
+			return fmt.Errorf("pusher_apps[%d]: %w", i, err)
+		}
+		apps = append(apps, app)
+	}
+	if len(apps) > 0 {
+		rt, err := realtime.New(realtime.Config{
+			Broker:         s.Broker,
+			Logger:         s.log.With("face", "realtime"),
+			Apps:           apps,
+			MaxConnections: s.cfg.Limits.MaxConnections,
+		})
+		if err != nil {
+			return fmt.Errorf("configuring realtime face: %w", err)
+		}
+		if err := rt.Start(ctx); err != nil {
+			return fmt.Errorf("starting realtime face: %w", err)
+		}
+		s.faces = append(s.faces, face{name: "realtime", stop: rt.Stop})
+		rt.Mount(mux)
+
+	}
+
+	if s.cfg.AMQPListen != "" {
+		srv, err := amqp.NewServer(amqp.Config{
+			Broker:          s.Broker,
+			Logger:          s.log.With("face", "amqp"),
+			MaxConnections:  s.cfg.Limits.MaxConnections,
+			MaxMessageBytes: s.cfg.Limits.MaxMessageBytes,
+			ClusterName:     s.cfg.Cluster.Name,
+			Version:         Version,
+		})
+		if err != nil {
+			return fmt.Errorf("configuring amqp face: %w", err)
+		}
+		if err := srv.Start(ctx, s.cfg.AMQPListen); err != nil {
+			return fmt.Errorf("listening on amqp_listen %s: %w", s.cfg.AMQPListen, err)
+		}
+		s.faces = append(s.faces, face{name: "amqp", stop: srv.Stop})
+		s.log.Info("amqp listening", "addr", s.cfg.AMQPListen)
+	}
 	return nil
 }
