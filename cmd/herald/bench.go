@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+
+	"github.com/heraldhq/herald/internal/bench"
 )
 
-func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "amqp" {
-		return fmt.Errorf("usage: herald bench amqp [flags]")
+		return fmt.Errorf("usage: herald bench amqp [flags] (see herald bench amqp -h)")
 	}
-	return fmt.Errorf("bench amqp: not wired yet")
+	return bench.RunAMQP(ctx, args[1:], stdout, stderr)
 }
