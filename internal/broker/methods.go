@@ -139,8 +139,13 @@ func (b *Broker) DeletePermission(ctx context.Context, user, vhost string) error
 	return b.deletePermission(ctx, user, vhost)
 }
 
+// VHostResource passed to Authorize checks access to the vhost itself (the
+// user has any permission entry on it), as AMQP connection.open does.
+const VHostResource = "\x00vhost"
+
 // Authorize checks that user may access resource (an exchange or queue
-// name) on vhost; AccessRefused otherwise. "" resource checks vhost access.
+// name; "" is the default exchange, checked as "amq.default" like RabbitMQ)
+// on vhost; AccessRefused otherwise. VHostResource checks vhost access.
 func (b *Broker) Authorize(user, vhost string, a Access, resource string) error {
 	return b.authorize(user, vhost, a, resource)
 }

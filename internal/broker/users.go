@@ -216,7 +216,7 @@ func (b *core) authorize(user, vhostName string, a Access, resource string) erro
 	if p == nil {
 		return errs.New(errs.AccessRefused, "access to vhost '%s' refused for user '%s'", vhostName, user)
 	}
-	if resource == "\x00vhost" {
+	if resource == VHostResource {
 		return nil
 	}
 	name := resource
