@@ -409,6 +409,7 @@ func (b *core) get(ctx context.Context, vhostName, queueName string, noAck bool,
 	if noAck {
 		msg := e.msg
 		e.deliveries++
+		q.b.stats.delivered.Add(1)
 		d = &Delivery{Queue: q.name, Exchange: e.exchange, RoutingKey: e.key, Redelivered: e.deliveries > 1, Message: msg, settle: settled{}}
 		if msg == nil {
 			d.settle = &pagedNoAck{q: q, e: e}
