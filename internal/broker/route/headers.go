@@ -1,6 +1,7 @@
 package route
 
 import (
+	"fmt"
 	"math"
 	"reflect"
 	"strings"
@@ -54,6 +55,27 @@ func MatchHeaders(args, headers map[string]any) bool {
 		}
 	}
 	return !matchAny
+}
+
+// ValidHeadersBinding checks a headers exchange binding's arguments as
+// RabbitMQ does when the binding is made: x-match, when present, must be the
+// string "all", "any", "all-with-x" or "any-with-x". RabbitMQ refuses other
+// bindings with 406 PRECONDITION_FAILED. (MatchHeaders treats an invalid
+// x-match as "all", as RabbitMQ does for bindings made before it validated.)
+func ValidHeadersBinding(args map[string]any) error {
+	v, ok := args["x-match"]
+	if !ok {
+		return nil
+	}
+	s, isString := v.(string)
+	if !isString {
+		return fmt.Errorf("invalid x-match field type %T (value %v); expected a string", v, v)
+	}
+	switch s {
+	case "all", "any", "all-with-x", "any-with-x":
+		return nil
+	}
+	return fmt.Errorf("invalid x-match field value %q; expected all, any, all-with-x, or any-with-x", s)
 }
 
 // equalValue compares two AMQP field values (see MatchHeaders).

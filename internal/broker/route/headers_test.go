@@ -68,3 +68,13 @@ func TestMatchHeaders(t *testing.T) {
 		require.Equal(t, c.want, MatchHeaders(c.args, c.headers), c.name)
 	}
 }
+
+func TestValidHeadersBinding(t *testing.T) {
+	t.Parallel()
+	for _, ok := range []map[string]any{nil, {}, {"a": 1}, {"x-match": "all"}, {"x-match": "any"}, {"x-match": "all-with-x"}, {"x-match": "any-with-x"}} {
+		require.NoError(t, ValidHeadersBinding(ok), "%v", ok)
+	}
+	require.ErrorContains(t, ValidHeadersBinding(map[string]any{"x-match": "some"}), `invalid x-match field value "some"`)
+	require.ErrorContains(t, ValidHeadersBinding(map[string]any{"x-match": []byte("any")}), "invalid x-match field type []uint8")
+	require.ErrorContains(t, ValidHeadersBinding(map[string]any{"x-match": nil}), "invalid x-match field type <nil>")
+}

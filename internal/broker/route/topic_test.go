@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -239,4 +240,36 @@ func TestMatchDoesNotAllocate(t *testing.T) {
 	f := NewFanout()
 	f.Add(q("q"))
 	require.Zero(t, testing.AllocsPerRun(100, func() { out = f.Match(out[:0]) }))
+}
+
+// TestTopicConcurrentMatch runs Match from several goroutines at once, as the
+// broker does under its read lock; run with -race it checks that Match only
+// reads the trie (its per-call state is pooled, never shared).
+func TestTopicConcurrentMatch(t *testing.T) {
+	t.Parallel()
+	tp := NewTopic()
+	for i := range 200 {
+		tp.Add(fmt.Sprintf("k%d.#", i%20), q(fmt.Sprint(i%50)))
+		tp.Add("#.x.#.y.#", q(fmt.Sprint(i%50)))
+	}
+	want := names(tp.Match("k3.x.a.y", nil))
+	var wg sync.WaitGroup
+	errs := make(chan string, 4)
+	for range 4 {
+		wg.Go(func() {
+			var out []Dest
+			for range 500 {
+				out = tp.Match("k3.x.a.y", out[:0])
+				if got := names(out); !slices.Equal(got, want) {
+					errs <- fmt.Sprintf("got %v, want %v", got, want)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Fatal(e)
+	}
 }
