@@ -376,7 +376,7 @@ func TestSlowClientDisconnected(t *testing.T) {
 
 func TestServerPingsIdleClients(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(c *Config) { c.ActivityTimeout = time.Second; c.PongTimeout = 200 * time.Millisecond })
+	b := setup(t, func(c *Config) { c.ActivityTimeout = time.Second; c.PongTimeout = time.Second })
 	c := dial(t, b)
 	m, err := c.read(5 * time.Second)
 	require.NoError(t, err)
