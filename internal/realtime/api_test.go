@@ -223,7 +223,7 @@ func newHookRecorder(t *testing.T, app App) *hookRecorder {
 	r.ts = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		body, _ := io.ReadAll(req.Body)
 		if err := VerifyWebhook(r.app, req.Header, body); err != nil {
-			http.Error(w, err.Error(), 401)
+			http.Error(w, err.Error(), http.StatusUnauthorized)
 			return
 		}
 		var p struct {
@@ -231,7 +231,7 @@ func newHookRecorder(t *testing.T, app App) *hookRecorder {
 			Events []hookEvent `json:"events"`
 		}
 		if err := json.Unmarshal(body, &p); err != nil || p.TimeMS == 0 {
-			http.Error(w, "bad body", 400)
+			http.Error(w, "bad body", http.StatusBadRequest)
 			return
 		}
 		r.mu.Lock()

@@ -2,6 +2,7 @@ package realtime
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"log/slog"
 	"regexp"
@@ -187,13 +188,13 @@ func (c Config) validate() error {
 
 func (a App) validate() error {
 	if !appIDRe.MatchString(a.ID) {
-		return fmt.Errorf("ID: %q must be 1-64 characters of [A-Za-z0-9_-]", a.ID)
+		return fieldError("ID", fmt.Sprintf("%q must be 1-64 characters of [A-Za-z0-9_-]", a.ID))
 	}
 	if a.Key == "" || strings.ContainsAny(a.Key, ":/?# ") {
-		return fmt.Errorf("Key: must be non-empty without ':', '/', '?', '#' or spaces")
+		return fieldError("Key", "must be non-empty without ':', '/', '?', '#' or spaces")
 	}
 	if a.Secret == "" {
-		return fmt.Errorf("Secret: must be non-empty")
+		return fieldError("Secret", "must be non-empty")
 	}
 	for i, w := range a.Webhooks {
 		if !strings.HasPrefix(w.URL, "http://") && !strings.HasPrefix(w.URL, "https://") {
@@ -209,6 +210,9 @@ func (a App) validate() error {
 	}
 	return nil
 }
+
+// fieldError names the invalid field of an App.
+func fieldError(field, msg string) error { return errors.New(field + ": " + msg) }
 
 // ParseApp parses the --pusher-app flag value "ID:KEY:SECRET". The secret
 // is everything after the second colon.

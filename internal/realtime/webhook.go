@@ -49,12 +49,12 @@ type webhooks struct {
 }
 
 func newWebhooks(s *Server) *webhooks {
-	any := false
+	hooked := false
 	for _, a := range s.cfg.Apps {
-		any = any || len(a.Webhooks) > 0
+		hooked = hooked || len(a.Webhooks) > 0
 	}
 	size := s.cfg.WebhookQueue
-	if !any {
+	if !hooked {
 		size = 0
 	}
 	return &webhooks{
