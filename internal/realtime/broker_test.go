@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
 
 	"github.com/heraldhq/herald/internal/broker"
@@ -138,6 +139,34 @@ func TestBrokerNodeQueueReleasedOnStop(t *testing.T) {
 	waitFor(t, "node queue deleted", func() bool { return nodeQueues() == 0 })
 	_, err := br.Exchange("/", ExchangeName(testApp.ID))
 	require.NoError(t, err, "the app exchange stays (durable), with the AMQP side's bindings")
+}
+
+func TestBrokerListsConnections(t *testing.T) {
+	t.Parallel()
+	opt, br := withBroker(t)
+	b := setup(t, opt)
+	c := dial(t, b)
+	c.subscribe("x", nil)
+	var name string
+	waitFor(t, "connection listed", func() bool {
+		for _, ci := range br.Connections() {
+			if ci.Protocol == "Pusher 7" && ci.ClientProperties["socket_id"] == c.socketID && ci.Channels == 1 {
+				name = ci.Name
+				return true
+			}
+		}
+		return false
+	})
+	require.NoError(t, br.CloseConnection(name, "closed by test"))
+	require.Equal(t, websocket.StatusCode(codeClosedByAdmin), c.closeStatus())
+	waitFor(t, "connection unlisted", func() bool {
+		for _, ci := range br.Connections() {
+			if ci.Name == name {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // TestNodeClientsThroughBroker: an AMQP-side publish reaches pusher-js.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/heraldhq/herald/internal/broker"
 	"github.com/heraldhq/herald/internal/errs"
 )
 
@@ -26,6 +27,7 @@ const (
 	codeUnauthorized    = 4009 // failed signin (do not reconnect)
 	codeOverCapacity    = 4100 // MaxConnections reached (reconnect with backoff)
 	codeSlowClient      = 4110 // Herald: send queue full (reconnect with backoff)
+	codeClosedByAdmin   = 4111 // Herald: closed through the management API (reconnect with backoff)
 	codeShuttingDown    = 4200 // server stopping (reconnect at once)
 	codePongTimeout     = 4201 // no pong after a ping (reconnect at once)
 	codeClientEventRate = 4301 // client event over the rate limit (not closed)
@@ -54,7 +56,30 @@ type wsConn struct {
 	tokensAt time.Time
 
 	signedIn atomic.Pointer[string] // user id after pusher:signin
+
+	// For the broker's connection list.
+	peer, local string
+	since       int64 // unix nanoseconds
+	nsubs       atomic.Int32
 }
+
+// Info describes the connection for the broker's connection list (the
+// management API's /api/connections).
+func (c *wsConn) Info() broker.ConnInfo {
+	return broker.ConnInfo{
+		Name:             c.peer + " -> " + c.local + " (pusher " + c.id + ")",
+		Protocol:         "Pusher 7",
+		User:             c.user(),
+		VHost:            c.srv.cfg.VHost,
+		Peer:             c.peer,
+		ClientProperties: broker.Table{"app_id": c.h.app.ID, "socket_id": c.id},
+		Channels:         int(c.nsubs.Load()),
+		ConnectedAt:      time.Unix(0, c.since),
+	}
+}
+
+// Close closes the connection from the management API with 4111.
+func (c *wsConn) Close(reason string) { c.kill(codeClosedByAdmin, reason) }
 
 // user is the id the connection signed in as ("" if none).
 func (c *wsConn) user() string {
@@ -227,6 +252,14 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		refuse(codeShuttingDown, "server shutting down")
 		return
 	}
+	unregister := func() {}
+	if s.cfg.Broker != nil {
+		c.peer, c.since = r.RemoteAddr, time.Now().UnixNano()
+		if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+			c.local = a.String()
+		}
+		unregister = s.cfg.Broker.RegisterConnection(c)
+	}
 	c.send(protocolFrame("pusher:connection_established", "",
 		`{"socket_id":"`+c.id+`","activity_timeout":`+strconv.Itoa(int(s.cfg.ActivityTimeout/time.Second))+`}`))
 	// The read loop gets a fresh goroutine (small stack) and the HTTP
@@ -235,6 +268,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	go func() {
 		defer s.releaseConn()
 		defer s.removeConn(c)
+		defer unregister()
 		c.readLoop()
 	}()
 }
@@ -384,6 +418,7 @@ func (c *wsConn) dropSub(channel string) *subscription {
 			c.subs[i] = c.subs[last]
 			c.subs[last] = nil
 			c.subs = c.subs[:last]
+			c.nsubs.Store(int32(len(c.subs)))
 			return s
 		}
 	}
@@ -538,6 +573,7 @@ func (c *wsConn) subscribe(raw json.RawMessage) {
 		return
 	}
 	c.subs = append(c.subs, s)
+	c.nsubs.Store(int32(len(c.subs)))
 }
 
 // parseChannelData reads a presence channel_data: {"user_id": string or
