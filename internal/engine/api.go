@@ -28,6 +28,9 @@ type Config struct {
 	// ClusterName is the NATS cluster name; "" means "herald".
 	ClusterName string
 	// ClusterListen is "host:port" for cluster routes; "" means standalone (no cluster).
+	// nats-server only routes once it has a client listener, so a cluster node
+	// without ClientListen opens one on 127.0.0.1 (random port) guarded by a
+	// random token only the engine knows.
 	ClusterListen string
 	// Routes are the other nodes' ClusterListen addresses ("host:port" or "nats://host:port").
 	Routes []string
@@ -51,7 +54,11 @@ var (
 	ErrLogLimit  = errors.New("engine: log limit reached") // the log refused the append (discard new)
 )
 
-// LogConfig describes a log: a JetStream stream.
+// LogConfig describes a log: a JetStream stream with limits retention.
+// MaxAge and MaxMsgsPerSubject drop the oldest messages; MaxBytes instead
+// refuses appends while the log is full (ErrLogLimit), so a byte cap never
+// silently drops unconsumed messages. EnsureLog on an existing log updates
+// these limits in place (Memory cannot change).
 type LogConfig struct {
 	Name     string        // stream name: [A-Za-z0-9_-]+
 	Subjects []string      // subjects captured by the log, wildcards allowed
@@ -106,14 +113,21 @@ func (e *Engine) Append(ctx context.Context, subject string, data []byte) (uint6
 }
 
 // AppendAsync stores data on subject without waiting; done is called exactly
-// once, from an engine goroutine, with the sequence or an error. Appends from
-// one goroutine are acknowledged in order. It blocks while MaxPending appends
-// are in flight, and returns ErrStopped after Stop. done must not block.
+// once, from an engine goroutine, with the sequence or an error (ErrNotFound
+// when no log captures the subject, ErrLogLimit when the log is full). done
+// calls follow the order of the appends across all logs, so appends from one
+// goroutine are acknowledged in order; a slow log delays the acks queued
+// behind it. It blocks while MaxPending appends are in flight. After Stop it
+// returns ErrStopped and done is not called; that is its only error. Stop
+// waits (bounded by its ctx) for the appends in flight, and fails the rest
+// with ErrStopped. done must not block; data may be reused once it returns.
 func (e *Engine) AppendAsync(subject string, data []byte, done func(seq uint64, err error)) error {
 	return e.appendAsync(subject, data, done)
 }
 
-// Get reads one message by sequence. ErrNotFound if it was deleted.
+// Get reads one message by sequence (a direct get, answered by any replica; a
+// miss is confirmed with the stream leader, so a message just appended is
+// found). ErrNotFound if it was deleted, never stored, or the log is missing.
 func (e *Engine) Get(ctx context.Context, log string, seq uint64) (Msg, error) {
 	return e.get(ctx, log, seq)
 }
@@ -125,7 +139,13 @@ func (e *Engine) Delete(ctx context.Context, log string, seq uint64) error {
 }
 
 // DeleteAsync removes one message without waiting; errors are logged. It
-// blocks while MaxPending operations are in flight.
+// blocks while MaxPending deletes are pending. Deletes are applied in rounds:
+// a run of consecutive sequences starting at the log's first message becomes
+// one purge (the FIFO-queue case: in-order acks cost almost nothing), other
+// sequences are pipelined single deletes. Until a delete is applied, Get,
+// Scan and Tail may still return the message; Stop applies what is queued
+// (bounded by its ctx). Deleting a message that is already gone is not an
+// error.
 func (e *Engine) DeleteAsync(log string, seq uint64) { e.deleteAsync(log, seq) }
 
 // Purge removes the messages of subject (a literal subject or a wildcard
@@ -135,21 +155,26 @@ func (e *Engine) Purge(ctx context.Context, log, subject string, upTo uint64) (u
 	return e.purge(ctx, log, subject, upTo)
 }
 
-// LastSeq is the last sequence stored in the log (0 if empty).
+// LastSeq is the highest sequence the log has assigned (0 if nothing was ever
+// appended). It does not go down when messages are deleted or purged.
 func (e *Engine) LastSeq(ctx context.Context, log string) (uint64, error) { return e.lastSeq(ctx, log) }
 
 // Scan reads the messages of log matching filter ("" means all) with sequence
 // >= from, in order, calling fn for each, up to the log's last sequence at the
-// time of the call; it returns the last sequence it covered. fn returning an
-// error stops the scan with that error.
+// time of the call; it returns the last sequence it covered (LastSeq at the
+// call, or from-1 if that is larger), so Tail(from = returned+1) continues
+// without a gap. fn returning an error stops the scan with that error. Scan
+// uses batched direct gets and creates no consumer; fn may keep Msg.Data.
 func (e *Engine) Scan(ctx context.Context, log, filter string, from uint64, fn func(Msg) error) (uint64, error) {
 	return e.scan(ctx, log, filter, from, fn)
 }
 
-// Tail delivers every message of log matching filter with sequence >= from,
-// in order, and then each new one as it is stored, until the returned Tail is
-// stopped or the engine stops. fn runs on one goroutine and must not block
-// for long.
+// Tail delivers every message of log matching filter with sequence >= from
+// (0 means 1), in order, and then each new one as it is stored, until the
+// returned Tail is stopped or the engine stops. fn runs on one goroutine and
+// must not block for long: it holds back the tail's delivery. A tail is an
+// ordered consumer on the server (ephemeral, in memory), which recreates
+// itself after gaps and leader changes, so each message is seen once.
 func (e *Engine) Tail(ctx context.Context, log, filter string, from uint64, fn func(Msg)) (*Tail, error) {
 	return e.tail(ctx, log, filter, from, fn)
 }
@@ -157,7 +182,9 @@ func (e *Engine) Tail(ctx context.Context, log, filter string, from uint64, fn f
 // Tail is a running subscription created by Engine.Tail.
 type Tail struct{ tailImpl }
 
-// Stop ends the tail; safe to call twice.
+// Stop ends the tail; safe to call twice and from inside fn. Once Stop
+// returns fn is not called again; Stop waits for a call in progress, except
+// when it is called while fn runs (from fn itself, or concurrently).
 func (t *Tail) Stop() { t.stop() }
 
 // KVConfig describes a key-value bucket.
@@ -168,7 +195,9 @@ type KVConfig struct {
 	Memory   bool
 }
 
-// KV is a key-value bucket (JetStream KV). Keys use [-/_=.a-zA-Z0-9].
+// KV is a key-value bucket (JetStream KV). Keys use [-/_=.a-zA-Z0-9]. A KV
+// belongs to the run of the engine that opened it: after Stop it returns
+// ErrStopped, and after a new Start the bucket must be opened again.
 type KV struct{ kvImpl }
 
 // Entry is one KV value. Deleted is true for delete markers seen by Watch.
@@ -207,9 +236,11 @@ func (kv *KV) Delete(ctx context.Context, key string) error { return kv.delete(c
 func (kv *KV) List(ctx context.Context, prefix string) ([]Entry, error) { return kv.list(ctx, prefix) }
 
 // Watch calls fn for every current entry matching the subject-style pattern
-// (e.g. "q.>" or ">"), then calls ready once, then calls fn for every change
-// (Deleted set for deletes) until the returned stop is called or the engine
-// stops. fn runs on one goroutine.
+// (e.g. "q.>" or ">"; deleted keys are not replayed), then calls ready once
+// (also when there are none; ready may be nil), then calls fn for every
+// change (Deleted set for deletes) until the returned stop is called or the
+// engine stops. fn and ready run on one goroutine. ctx bounds only the
+// setup. stop behaves like Tail.Stop.
 func (kv *KV) Watch(ctx context.Context, pattern string, fn func(Entry), ready func()) (stop func(), err error) {
 	return kv.watch(ctx, pattern, fn, ready)
 }

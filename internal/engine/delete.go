@@ -86,7 +86,7 @@ func (d *deleter) add(log string, seq uint64) {
 	}
 	if d.closed {
 		d.mu.Unlock()
-		d.r.log.Warn("delete dropped: engine stopping", "log", log, "seq", seq)
+		d.r.log.Debug("delete dropped: engine stopping", "log", log, "seq", seq)
 		return
 	}
 	d.pending[log] = append(d.pending[log], seq)

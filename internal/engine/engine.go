@@ -195,7 +195,7 @@ func (e *impl) start(ctx context.Context) error {
 	}
 	r := &run{e: e, log: e.log, subs: make(map[*sub]struct{}), closed: make(chan struct{})}
 	if err := r.start(ctx); err != nil {
-		r.closeConn()
+		r.abortStart()
 		return err
 	}
 	e.cur.Store(r)
@@ -418,6 +418,19 @@ func (r *run) shutdown(ctx context.Context) {
 	}
 	r.closeConn()
 	<-done
+}
+
+// abortStart undoes a failed start.
+func (r *run) abortStart() {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if r.del != nil {
+		r.del.close(ctx)
+	}
+	if r.pub != nil {
+		r.pub.close(ctx)
+	}
+	r.closeConn()
 }
 
 func (r *run) closeConn() {

@@ -253,7 +253,7 @@ func (e *impl) deleteMsg(ctx context.Context, log string, seq uint64) error {
 func (e *impl) deleteAsync(log string, seq uint64) {
 	r, err := e.running()
 	if err != nil {
-		e.log.Warn("delete dropped: engine stopped", "log", log, "seq", seq)
+		e.log.Debug("delete dropped: engine stopped", "log", log, "seq", seq)
 		return
 	}
 	r.del.add(log, seq)

@@ -279,10 +279,14 @@ func (p *publisher) pop() {
 			return
 		}
 		done, seq, err := e.done, e.seq, e.err
+		p.mu.Unlock()
+		// The entry stays at the head until done returns, so a drained ring
+		// means every done has returned.
+		done(seq, err)
+		p.mu.Lock()
 		*e = pendingAppend{}
 		p.head++
 		p.mu.Unlock()
-		done(seq, err)
 		<-p.slots
 	}
 }
