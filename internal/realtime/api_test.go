@@ -374,6 +374,31 @@ func TestHistoryExpiry(t *testing.T) {
 	defer h.mu.RUnlock()
 	require.Empty(t, h.channels, "expired history and empty channels are removed")
 	require.Zero(t, h.histChannels)
+	require.Zero(t, h.histBytes.Load())
+}
+
+func TestHistoryBytes(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *Config) { c.HistoryBytes = 3000 })
+	h := b.srv.hubs[0]
+	big := strings.Repeat("x", 500) // cost ~1.3 KB: two fit in 3000 bytes
+	c := dial(t, b)
+	c.subscribe("a", nil)
+	h.dispatch(inbound{channel: "a", name: "e", data: big})
+	first := c.expect("e", "a")
+	h.dispatch(inbound{channel: "a", name: "e", data: big})
+	h.dispatch(inbound{channel: "a", name: "e", data: big}) // evicts a's oldest
+	require.LessOrEqual(t, h.histBytes.Load(), int64(3000))
+	h.dispatch(inbound{channel: "b", name: "e", data: big}) // a holds the budget: b's event is not kept
+	b2 := dial(t, b)
+	b2.subscribe("b", map[string]any{"resume_from": first.ID})
+	b2.expect("herald:resume_failed", "b")
+	// a kept its two newest events, exactly those after first.
+	a2 := dial(t, b)
+	a2.subscribe("a", map[string]any{"resume_from": first.ID})
+	a2.expect("e", "a")
+	a2.expect("e", "a")
+	a2.quiet(20 * time.Millisecond)
 }
 
 func TestJSONString(t *testing.T) {

@@ -80,6 +80,11 @@ type Config struct {
 	HistorySize int
 	// HistoryTTL is how long an event stays in history; 0 means 5 minutes.
 	HistoryTTL time.Duration
+	// HistoryBytes bounds the memory (approximate: data, names and their
+	// encodings) held in history per app; 0 means 64 MiB. A channel over it
+	// gives up its own oldest events first; when other channels hold the
+	// budget, new events are delivered but not kept until older ones expire.
+	HistoryBytes int64
 	// HistoryChannels bounds the channels per app holding history; 0 means
 	// 100,000. Beyond it, channels without a record yet get none (their
 	// events are delivered but not kept) until older records expire.
@@ -124,6 +129,7 @@ func (c Config) withDefaults() Config {
 	c.HistorySize = cmp.Or(c.HistorySize, 100)
 	c.HistoryTTL = cmp.Or(c.HistoryTTL, 5*time.Minute)
 	c.HistoryChannels = cmp.Or(c.HistoryChannels, 100_000)
+	c.HistoryBytes = cmp.Or(c.HistoryBytes, 64<<20)
 	c.ActivityTimeout = cmp.Or(c.ActivityTimeout, 120*time.Second)
 	c.PongTimeout = cmp.Or(c.PongTimeout, 30*time.Second)
 	c.WriteTimeout = cmp.Or(c.WriteTimeout, 10*time.Second)
@@ -167,6 +173,7 @@ func (c Config) validate() error {
 		{"MaxChannelsPerConnection", int64(c.MaxChannelsPerConnection)},
 		{"MaxPresenceMembers", int64(c.MaxPresenceMembers)},
 		{"HistoryChannels", int64(c.HistoryChannels)},
+		{"HistoryBytes", c.HistoryBytes},
 		{"HistoryTTL", int64(c.HistoryTTL)},
 		{"ActivityTimeout", int64(c.ActivityTimeout)},
 		{"PongTimeout", int64(c.PongTimeout)},

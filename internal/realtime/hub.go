@@ -59,8 +59,9 @@ type hub struct {
 	app   App
 	epoch string // distinguishes this process's event ids from a previous one's
 
-	seq      atomic.Uint64 // last event sequence number of the app
-	lostUpTo atomic.Uint64 // highest seq dispatched while no history record could be made
+	seq       atomic.Uint64 // last event sequence number of the app
+	lostUpTo  atomic.Uint64 // highest seq dispatched while no history record could be made
+	histBytes atomic.Int64  // approximate bytes held in history (see event.cost)
 
 	mu           sync.RWMutex
 	channels     map[string]*channel
@@ -121,7 +122,7 @@ func (h *hub) lockChannel(name string, create bool) *channel {
 			ch = h.channels[name]
 			if ch == nil {
 				ch = &channel{name: name, kind: channelKind(name)}
-				ch.evictedUpTo = max(h.deletedFloor, h.lostUpTo.Load())
+				ch.evictedUpTo = h.deletedFloor
 				if h.historyOn() && h.histChannels < h.srv.cfg.HistoryChannels {
 					ch.hasRecord = true
 					h.histChannels++
@@ -151,10 +152,11 @@ func (h *hub) dispatch(in inbound) {
 		seq: seq, id: eventID(h.epoch, seq), at: now,
 		channel: in.channel, name: in.name, data: in.data, userID: in.userID, exclude: in.exclude,
 	}
-	if ch.hasRecord {
-		ch.recordLocked(e, h.srv.cfg.HistorySize)
+	if ch.hasRecord && h.reserveLocked(ch, e.cost()) {
+		ch.recordLocked(h, e, h.srv.cfg.HistorySize)
 	} else {
-		storeMax(&h.lostUpTo, seq)
+		// Not kept: a resume from before it must report the gap. When
+		// the channel is removed, deletedFloor inherits this.
 		ch.evictedUpTo = seq
 	}
 	for _, s := range ch.subs {
@@ -171,22 +173,52 @@ func (h *hub) dispatch(in inbound) {
 	h.srv.metrics.published.Add(1)
 }
 
-func storeMax(a *atomic.Uint64, v uint64) {
-	for {
-		old := a.Load()
-		if v <= old || a.CompareAndSwap(old, v) {
-			return
-		}
+// cost approximates the memory an event holds in history (data, names and
+// the two encodings built from them).
+func (e *event) cost() int64 {
+	return int64(2*len(e.data) + 2*len(e.name) + 2*len(e.channel) + 256)
+}
+
+// reserveLocked makes room for n bytes in the app's history budget,
+// evicting this channel's oldest events if needed. false: the event cannot
+// be kept (the budget is held by other channels until they expire).
+func (h *hub) reserveLocked(ch *channel, n int64) bool {
+	budget := h.srv.cfg.HistoryBytes
+	for h.histBytes.Load()+n > budget && len(ch.hist) > 0 {
+		ch.dropOldestLocked(h)
+	}
+	if h.histBytes.Load()+n > budget {
+		return false
+	}
+	h.histBytes.Add(n)
+	return true
+}
+
+func (ch *channel) dropOldestLocked(h *hub) {
+	n := len(ch.hist)
+	old := ch.hist[ch.histHead]
+	ch.evictedUpTo = max(ch.evictedUpTo, old.seq)
+	h.histBytes.Add(-old.cost())
+	kept := make([]*event, 0, n-1)
+	for i := 1; i < n; i++ {
+		kept = append(kept, ch.hist[(ch.histHead+i)%n])
+	}
+	ch.hist, ch.histHead = kept, 0
+	if len(kept) == 0 {
+		ch.hist = nil
 	}
 }
 
-func (ch *channel) recordLocked(e *event, size int) {
+// recordLocked appends e (its cost already reserved), evicting the oldest
+// event when the ring is full.
+func (ch *channel) recordLocked(h *hub, e *event, size int) {
 	if len(ch.hist) < size {
 		ch.hist = append(ch.hist, e)
 		return
 	}
 	old := ch.hist[ch.histHead]
 	ch.evictedUpTo = max(ch.evictedUpTo, old.seq)
+	h.histBytes.Add(-old.cost())
 	ch.hist[ch.histHead] = e
 	ch.histHead = (ch.histHead + 1) % len(ch.hist)
 }
@@ -200,10 +232,11 @@ func (ch *channel) histLocked(fn func(e *event)) {
 }
 
 // expireLocked drops events older than cutoff.
-func (ch *channel) expireLocked(cutoff time.Time) {
+func (ch *channel) expireLocked(h *hub, cutoff time.Time) {
 	n := len(ch.hist)
 	drop := 0
 	for drop < n && ch.hist[(ch.histHead+drop)%n].at.Before(cutoff) {
+		h.histBytes.Add(-ch.hist[(ch.histHead+drop)%n].cost())
 		drop++
 	}
 	if drop == 0 {
@@ -251,7 +284,7 @@ func (h *hub) sweep(now time.Time) {
 	h.mu.RUnlock()
 	for _, ch := range chans {
 		ch.mu.Lock()
-		ch.expireLocked(cutoff)
+		ch.expireLocked(h, cutoff)
 		empty := !ch.dead && len(ch.subs) == 0 && len(ch.hist) == 0
 		ch.mu.Unlock()
 		if empty {
