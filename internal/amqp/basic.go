@@ -456,9 +456,11 @@ func (ch *channel) publish(exchange, key string, mandatory, immediate bool, prop
 		return ch.txPublish(p)
 	}
 	conf := ch.conf
+	ch.publishStarted()
 	if conf == nil {
-		res, err := c.b.PublishAsync(p, nil)
+		res, err := c.b.PublishAsync(p, ch.pubDone)
 		if err != nil {
+			ch.publishDone(err)
 			return err
 		}
 		if mandatory && !res.Routed {
@@ -470,8 +472,10 @@ func (ch *channel) publish(exchange, key string, mandatory, immediate bool, prop
 	res, err := c.b.PublishAsync(p, func(err error) {
 		conf.complete(seq, err == nil)
 		c.out.confirmsReady(ch)
+		ch.publishDone(err)
 	})
 	if err != nil {
+		ch.publishDone(err)
 		conf.release()
 		return err
 	}

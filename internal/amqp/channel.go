@@ -7,6 +7,7 @@ import (
 
 	"github.com/heraldhq/herald/internal/amqp/wire"
 	"github.com/heraldhq/herald/internal/broker"
+	"github.com/heraldhq/herald/internal/errs"
 )
 
 // channel is one AMQP channel of a connection.
@@ -25,6 +26,14 @@ type channel struct {
 	settle    []unackedEntry // scratch for multiple acks
 
 	confirmDirty bool // guarded by outbound.mu
+
+	// Publishes handed to the broker but not yet stored. Methods that look
+	// at queues wait for them, so that, as in RabbitMQ, a basic.get or
+	// queue.declare after a publish on the same channel sees the message.
+	pubMu      sync.Mutex
+	pubPending int
+	pubIdle    chan struct{} // closed when pubPending drops to 0
+	pubDone    func(error)   // ch.publishDone, bound once
 
 	mu         sync.Mutex // guards the fields below; broker goroutines take it
 	closed     bool
@@ -61,7 +70,48 @@ type pausedDelivery struct {
 }
 
 func newChannel(c *conn, id uint16) *channel {
-	return &channel{c: c, id: id, consumers: map[string]*consumer{}}
+	ch := &channel{c: c, id: id, consumers: map[string]*consumer{}}
+	ch.pubDone = ch.publishDone
+	return ch
+}
+
+// publishStarted counts a publish handed to the broker.
+func (ch *channel) publishStarted() {
+	ch.pubMu.Lock()
+	ch.pubPending++
+	ch.pubMu.Unlock()
+}
+
+// publishDone is the broker's done callback for a publish (or called
+// directly when the broker refused it at once).
+func (ch *channel) publishDone(error) {
+	ch.pubMu.Lock()
+	ch.pubPending--
+	if ch.pubPending == 0 && ch.pubIdle != nil {
+		close(ch.pubIdle)
+		ch.pubIdle = nil
+	}
+	ch.pubMu.Unlock()
+}
+
+// awaitPublishes waits until the channel's publishes are stored.
+func (ch *channel) awaitPublishes() error {
+	ch.pubMu.Lock()
+	if ch.pubPending == 0 {
+		ch.pubMu.Unlock()
+		return nil
+	}
+	if ch.pubIdle == nil {
+		ch.pubIdle = make(chan struct{})
+	}
+	idle := ch.pubIdle
+	ch.pubMu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ch.c.quit:
+		return errConnClosed
+	}
 }
 
 // closeWith raises a channel exception: the channel's resources are
@@ -173,6 +223,13 @@ func (ch *channel) handleMethod(f wire.Frame) error {
 	if err != nil {
 		return err
 	}
+	switch m.(type) {
+	case *wire.BasicNack, *wire.BasicReject, *wire.BasicCancel, *wire.BasicQos, *wire.ChannelFlow, *wire.ChannelFlowOk:
+	default:
+		if err := ch.awaitPublishes(); err != nil {
+			return err
+		}
+	}
 	if err := ch.dispatch(m); err != nil {
 		return asAMQPError(err).forMethod(m)
 	}
@@ -209,7 +266,8 @@ func (ch *channel) dispatch(m wire.Method) error {
 		if err := c.authorize(broker.AccessConfigure, m.Exchange); err != nil {
 			return err
 		}
-		if err := c.b.DeleteExchange(c.ctx, c.vhost, m.Exchange, m.IfUnused); err != nil {
+		// Deleting a missing exchange is not an error (RabbitMQ 3.x).
+		if err := c.b.DeleteExchange(c.ctx, c.vhost, m.Exchange, m.IfUnused); err != nil && !errs.Is(err, errs.NotFound) {
 			return err
 		}
 		if !m.NoWait {
@@ -267,8 +325,9 @@ func (ch *channel) dispatch(m wire.Method) error {
 		if err := c.authorize(broker.AccessConfigure, name); err != nil {
 			return err
 		}
+		// Deleting a missing queue is not an error (RabbitMQ 3.x).
 		n, err := c.b.DeleteQueue(c.ctx, c.vhost, name, m.IfUnused, m.IfEmpty, c.id)
-		if err != nil {
+		if err != nil && !errs.Is(err, errs.NotFound) {
 			return err
 		}
 		if !m.NoWait {

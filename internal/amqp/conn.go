@@ -159,7 +159,6 @@ func (c *conn) serve() {
 	}
 	stop := make(chan struct{})
 	go c.writeLoop(stop)
-	c.opened.Store(true)
 	unregister := c.b.RegisterConnection(c)
 	unsubscribe := c.b.OnAlarm(c.onAlarm)
 	c.log.Debug("amqp connection open", "user", c.user, "vhost", c.vhost)
@@ -191,7 +190,7 @@ func (c *conn) serve() {
 }
 
 func isClosedConn(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF)
+	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, errConnClosed)
 }
 
 // Info implements broker.Conn.
@@ -277,13 +276,16 @@ func (c *conn) waitUnblocked() error {
 	case <-wait:
 		return nil
 	case <-c.quit:
-		return net.ErrClosed
+		return errConnClosed
 	}
 }
 
 // ---- handshake
 
-var errHandshake = errors.New("amqp: handshake failed")
+var (
+	errHandshake  = errors.New("amqp: handshake failed")
+	errConnClosed = errors.New("amqp: connection closed")
+)
 
 const oldProtocolHeader = "AMQP\x01\x01\x00\x09" // 0-9 as some clients send it
 
@@ -396,10 +398,6 @@ func (c *conn) handshake() error {
 	if err := c.b.Authorize(user, vhost, broker.AccessRead, vhostResource); err != nil {
 		return c.failHandshake(newError(wire.NotAllowed, "access to vhost '%s' refused for user '%s'", vhost, user).forMethod(open))
 	}
-	if err := c.send(0, &wire.ConnectionOpenOk{}); err != nil {
-		return err
-	}
-
 	c.infoMu.Lock()
 	c.user, c.vhost = user, vhost
 	c.clientProps = brokerTable(so.ClientProperties)
@@ -408,6 +406,13 @@ func (c *conn) handshake() error {
 	c.frameMax = frameMax
 	c.heartbeat = time.Duration(tok.Heartbeat) * time.Second
 	c.infoMu.Unlock()
+	// Open before open-ok goes out: a Stop racing with the client's first
+	// method must close politely (320), and its connection.close queues
+	// behind open-ok because the writer starts after the handshake.
+	c.opened.Store(true)
+	if err := c.send(0, &wire.ConnectionOpenOk{}); err != nil {
+		return err
+	}
 	_ = c.nc.SetDeadline(time.Time{})
 	if c.heartbeat > 0 {
 		c.io.readTimeout.Store(int64(2 * c.heartbeat))
@@ -416,10 +421,7 @@ func (c *conn) handshake() error {
 }
 
 // vhostResource asks Authorize about access to the vhost itself.
-//
-// The broker's API documents "" for this, but its implementation checks ""
-// as the default exchange and uses "\x00vhost" for the vhost.
-const vhostResource = "\x00vhost"
+const vhostResource = broker.VHostResource
 
 // send writes one method during the handshake (before the writer runs).
 func (c *conn) send(ch uint16, m wire.Method) error {
@@ -650,6 +652,11 @@ func (c *conn) openChannel(f wire.Frame) error {
 	m, err := wire.ReadMethod(f.Payload)
 	if err != nil {
 		return err
+	}
+	if _, ok := m.(*wire.ChannelCloseOk); ok {
+		// Both sides closed the channel at once: the client answers our
+		// channel.close after we answered its own. Nothing left to do.
+		return nil
 	}
 	if _, ok := m.(*wire.ChannelOpen); !ok {
 		return newError(wire.ChannelError, "expected 'channel.open' on channel %d, got %s", f.Channel, m.Name()).forMethod(m)

@@ -40,7 +40,7 @@ type bundle struct {
 
 // setup starts an embedded engine, a broker and an AMQP server on a random
 // loopback port, all stopped when the test ends.
-func setup(t *testing.T, mods ...func(*amqp.Config)) (*amqp.Server, *bundle) {
+func setup(t testing.TB, mods ...func(*amqp.Config)) (*amqp.Server, *bundle) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(bg, 30*time.Second)
 	defer cancel()

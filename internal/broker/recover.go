@@ -191,16 +191,21 @@ func (b *core) moveLeaderLocked(q *queue, rec queueRec) []func() {
 	case lead == was:
 		return nil
 	case lead:
+		// Lead at once, under the metadata lock: a message tailed from now
+		// on is buffered for the rebuild rather than dropped, even if the
+		// caller that wrote this record returns before the rebuild starts.
+		q.mu.Lock()
+		q.leader, q.scanning = true, true
+		q.mu.Unlock()
 		return []func(){func() { b.becomeLeader(q) }}
 	default:
 		return []func(){func() { q.loseLeadership(rec.Node) }}
 	}
 }
 
+// becomeLeader rebuilds the index of a queue this node now leads
+// (moveLeaderLocked set leader and scanning).
 func (b *core) becomeLeader(q *queue) {
-	q.mu.Lock()
-	q.leader, q.scanning = true, true
-	q.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var entries []*entry
