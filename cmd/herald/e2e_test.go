@@ -43,10 +43,13 @@ type node struct {
 	logs    *bytes.Buffer
 }
 
-func startNode(t *testing.T, bin, dataDir, httpAddr, amqpAddr string) *node {
+// startNode runs `herald serve` with extra flags appended and waits until
+// it is ready.
+func startNode(t *testing.T, bin, dataDir, httpAddr, amqpAddr string, extra ...string) *node {
 	t.Helper()
 	n := &node{t: t, http: httpAddr, amqp: amqpAddr, dataDir: dataDir, logs: &bytes.Buffer{}}
-	n.cmd = exec.Command(bin, "serve", "--data-dir", dataDir, "--http-listen", httpAddr, "--amqp-listen", amqpAddr)
+	args := append([]string{"serve", "--data-dir", dataDir, "--http-listen", httpAddr, "--amqp-listen", amqpAddr}, extra...)
+	n.cmd = exec.Command(bin, args...)
 	n.cmd.Stdout, n.cmd.Stderr = n.logs, n.logs
 	require.NoError(t, n.cmd.Start())
 	t.Cleanup(func() {
