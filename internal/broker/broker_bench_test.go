@@ -3,6 +3,7 @@ package broker_test
 import (
 	"fmt"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/heraldhq/herald/internal/broker"
+	"github.com/heraldhq/herald/internal/procstat"
 )
 
 // BenchmarkPublishConsume: 128-byte messages published asynchronously into
@@ -110,6 +112,10 @@ func BenchmarkQueues10k(b *testing.B) {
 		b.ReportMetric(float64(restart.Milliseconds()), "restart-ms")
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "heap-MiB")
 		b.ReportMetric(float64(runtime.NumGoroutine()), "goroutines")
+		debug.FreeOSMemory()
+		rss, err := procstat.RSSMiB()
+		require.NoError(b, err)
+		b.ReportMetric(rss, "process-rss-MiB")
 		stop(br, eng)
 	}
 }

@@ -1,8 +1,6 @@
 package engine
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -16,6 +14,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
+
+	"github.com/heraldhq/herald/internal/procstat"
 )
 
 // BenchmarkRaw10kStreams is the baseline Herald must beat: raw JetStream
@@ -122,17 +122,7 @@ func rawServer(b *testing.B, dir string) (*server.Server, *nats.Conn) {
 // rssMiB is this process's resident set size.
 func rssMiB(b *testing.B) float64 {
 	b.Helper()
-	f, err := os.Open("/proc/self/status")
+	v, err := procstat.RSSMiB()
 	require.NoError(b, err)
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if rest, ok := bytes.CutPrefix(s.Bytes(), []byte("VmRSS:")); ok {
-			kb, err := strconv.Atoi(string(bytes.TrimSuffix(bytes.TrimSpace(rest), []byte(" kB"))))
-			require.NoError(b, err)
-			return float64(kb) / 1024
-		}
-	}
-	b.Fatal("VmRSS not found")
-	return 0
+	return v
 }
