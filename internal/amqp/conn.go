@@ -199,6 +199,7 @@ func (c *conn) Info() broker.ConnInfo {
 	defer c.infoMu.Unlock()
 	return broker.ConnInfo{
 		Name:             c.name,
+		ID:               c.id,
 		Protocol:         "AMQP 0-9-1",
 		User:             c.user,
 		VHost:            c.vhost,

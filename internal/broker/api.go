@@ -144,6 +144,21 @@ type ConsumeOptions struct {
 	Cancelled func(reason string)
 }
 
+// ConsumerInfo describes a consumer (management API /api/consumers).
+type ConsumerInfo struct {
+	VHost       string
+	Queue       string
+	Tag         string
+	Owner       string // the connection id given in ConsumeOptions.Owner
+	AckRequired bool
+	Exclusive   bool
+	Prefetch    int  // 0 = the broker's per-consumer limit
+	Unacked     int  // deliveries not yet settled
+	Active      bool // false for waiting single-active-consumer consumers
+	Priority    int64
+	Args        Table
+}
+
 // Delivery is a message handed to a consumer or returned by Get.
 type Delivery struct {
 	Queue        string

@@ -101,6 +101,7 @@ const (
 // ConnInfo describes a client connection registered by a face.
 type ConnInfo struct {
 	Name             string // unique, e.g. "127.0.0.1:5555 -> 127.0.0.1:5672"
+	ID               string // the owner id the face gives ConsumeOptions.Owner and QueueSpec.Owner
 	Protocol         string // "AMQP 0-9-1", "Pusher 7", ...
 	User             string
 	VHost            string

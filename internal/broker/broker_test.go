@@ -338,10 +338,15 @@ func TestSingleActiveConsumerAndExclusive(t *testing.T) {
 	deliver := func(name string) func(*broker.Delivery) {
 		return func(d *broker.Delivery) { mu.Lock(); who[name]++; mu.Unlock(); _ = d.Ack() }
 	}
-	c1, err := b.Consume(bg, "/", "sac", broker.ConsumeOptions{Deliver: deliver("c1")})
+	c1, err := b.Consume(bg, "/", "sac", broker.ConsumeOptions{Tag: "c1", Deliver: deliver("c1"), Owner: "conn-9", Prefetch: 7})
 	require.NoError(t, err)
-	_, err = b.Consume(bg, "/", "sac", broker.ConsumeOptions{Deliver: deliver("c2")})
+	_, err = b.Consume(bg, "/", "sac", broker.ConsumeOptions{Tag: "c2", Deliver: deliver("c2")})
 	require.NoError(t, err)
+	cs := b.Consumers("/")
+	require.Len(t, cs, 2)
+	require.Equal(t, broker.ConsumerInfo{VHost: "/", Queue: "sac", Tag: "c1", Owner: "conn-9", AckRequired: true, Prefetch: 7, Active: true}, cs[0])
+	require.False(t, cs[1].Active, "single active consumer: c2 waits")
+	require.Empty(t, b.Consumers("other-vhost"))
 	for range 10 {
 		pub(t, b, "", "sac", "m", broker.Properties{})
 	}

@@ -155,6 +155,10 @@ func (b *Broker) Authorize(user, vhost string, a Access, resource string) error 
 // RegisterConnection lists c in Connections until the returned func is called.
 func (b *Broker) RegisterConnection(c Conn) (unregister func()) { return b.registerConn(c) }
 
+// Consumers lists the consumers of vhost ("" = every vhost) that this node
+// serves, sorted by vhost, queue and tag.
+func (b *Broker) Consumers(vhost string) []ConsumerInfo { return b.consumers(vhost) }
+
 // Connections lists registered connections.
 func (b *Broker) Connections() []ConnInfo { return b.connections() }
 

@@ -1,10 +1,12 @@
 package broker
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -619,18 +621,23 @@ func (b *core) queueInfo(vhostName, name string) (QueueInfo, error) {
 	return q.info(), nil
 }
 
-func (b *core) queues(vhostName string) []QueueInfo {
+// queuesIn returns the queues of vhostName ("" = every vhost), unordered.
+func (b *core) queuesIn(vhostName string) []*queue {
 	b.mu.RLock()
+	defer b.mu.RUnlock()
 	var qs []*queue
 	for _, vh := range b.vhostsM {
-		if vhostName != "" && vh.name != vhostName {
-			continue
-		}
-		for _, q := range vh.queues {
-			qs = append(qs, q)
+		if vhostName == "" || vh.name == vhostName {
+			for _, q := range vh.queues {
+				qs = append(qs, q)
+			}
 		}
 	}
-	b.mu.RUnlock()
+	return qs
+}
+
+func (b *core) queues(vhostName string) []QueueInfo {
+	qs := b.queuesIn(vhostName)
 	out := make([]QueueInfo, 0, len(qs))
 	for _, q := range qs {
 		out = append(out, q.info())
@@ -640,6 +647,25 @@ func (b *core) queues(vhostName string) []QueueInfo {
 			return out[i].VHost < out[j].VHost
 		}
 		return out[i].Name < out[j].Name
+	})
+	return out
+}
+
+func (b *core) consumers(vhostName string) []ConsumerInfo {
+	var out []ConsumerInfo
+	for _, q := range b.queuesIn(vhostName) {
+		q.mu.Lock()
+		for i, c := range q.consumers {
+			out = append(out, ConsumerInfo{
+				VHost: q.vh.name, Queue: q.name, Tag: c.tag, Owner: c.opts.Owner,
+				AckRequired: !c.opts.NoAck, Exclusive: c.opts.Exclusive, Prefetch: c.opts.Prefetch,
+				Unacked: c.unacked, Active: !q.args.SingleActive || i == 0, Priority: c.prio, Args: c.opts.Args,
+			})
+		}
+		q.mu.Unlock()
+	}
+	slices.SortFunc(out, func(a, b ConsumerInfo) int {
+		return cmp.Or(strings.Compare(a.VHost, b.VHost), strings.Compare(a.Queue, b.Queue), strings.Compare(a.Tag, b.Tag))
 	})
 	return out
 }

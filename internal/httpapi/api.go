@@ -211,8 +211,8 @@ func (a *API) routes() {
 	a.handle("DELETE /api/connections/{name}", levelManagement, a.deleteConnection)
 	a.handle("GET /api/vhosts/{vhost}/connections", levelManagement, a.listVHostConnections)
 	a.handle("GET /api/channels", levelManagement, a.listEmpty)
-	a.handle("GET /api/consumers", levelManagement, a.listEmpty)
-	a.handle("GET /api/consumers/{vhost}", levelManagement, a.listEmptyInVHost)
+	a.handle("GET /api/consumers", levelManagement, a.listConsumers)
+	a.handle("GET /api/consumers/{vhost}", levelManagement, a.listConsumers)
 
 	// Users and permissions.
 	a.handle("GET /api/users", levelAdmin, a.listUsers)

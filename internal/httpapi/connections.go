@@ -38,14 +38,21 @@ func connectionView(c broker.ConnInfo, node string) connectionJSON {
 		Channels:         c.Channels,
 		RecvOct:          c.RecvOct, SendOct: c.SendOct,
 	}
-	if host, port, err := net.SplitHostPort(c.Peer); err == nil {
-		out.PeerHost = host
-		out.PeerPort, _ = strconv.Atoi(port)
-	}
+	out.PeerHost, out.PeerPort = splitPeer(c.Peer)
 	if !c.ConnectedAt.IsZero() {
 		out.ConnectedAt = c.ConnectedAt.UnixMilli()
 	}
 	return out
+}
+
+// splitPeer splits "host:port"; a peer without a port is all host.
+func splitPeer(peer string) (string, int) {
+	host, port, err := net.SplitHostPort(peer)
+	if err != nil {
+		return peer, 0
+	}
+	n, _ := strconv.Atoi(port)
+	return host, n
 }
 
 // connVisible reports whether p may see a connection: monitoring users see
@@ -121,15 +128,8 @@ func (a *API) deleteConnection(w http.ResponseWriter, r *http.Request, p *princi
 	return nil
 }
 
-// listEmpty serves lists Herald does not track yet (channels, consumers).
+// listEmpty serves lists Herald does not track (channels).
 func (a *API) listEmpty(w http.ResponseWriter, r *http.Request, p *principal) error {
 	writeJSON(w, http.StatusOK, []any{})
 	return nil
-}
-
-func (a *API) listEmptyInVHost(w http.ResponseWriter, r *http.Request, p *principal) error {
-	if _, err := a.readVHost(r, p); err != nil {
-		return err
-	}
-	return a.listEmpty(w, r, p)
 }

@@ -764,9 +764,30 @@ func TestConnections(t *testing.T) {
 	fc := &fakeConn{closed: make(chan string, 1), info: broker.ConnInfo{
 		Name: name, Protocol: "AMQP 0-9-1", User: "guest", VHost: "/", Peer: "127.0.0.1:5555",
 		ClientProperties: broker.Table{"product": []byte("test")}, Channels: 2,
-		ConnectedAt: time.UnixMilli(1700000000123),
+		ConnectedAt: time.UnixMilli(1700000000123), ID: "conn-7",
 	}}
 	fc.unregister = bd.b.RegisterConnection(fc)
+
+	// A consumer of that connection is listed with its connection.
+	_, err := bd.b.DeclareQueue(context.Background(), "/", broker.QueueSpec{Name: "work"}, false)
+	require.NoError(t, err)
+	cons, err := bd.b.Consume(context.Background(), "/", "work", broker.ConsumeOptions{Tag: "ctag-1", Prefetch: 10, Owner: "conn-7", Deliver: func(*broker.Delivery) {}})
+	require.NoError(t, err)
+	var consumers []consumerJSON
+	g.getJSON("/api/consumers/%2F", &consumers)
+	require.Len(t, consumers, 1)
+	require.Equal(t, "ctag-1", consumers[0].ConsumerTag)
+	require.Equal(t, queueRef{Name: "work", VHost: "/"}, consumers[0].Queue)
+	require.Equal(t, 10, consumers[0].PrefetchCount)
+	require.True(t, consumers[0].AckRequired)
+	require.Equal(t, "up", consumers[0].ActivityStatus)
+	require.NotNil(t, consumers[0].ChannelDetails)
+	require.Equal(t, name, consumers[0].ChannelDetails.ConnectionName)
+	require.Equal(t, 5555, consumers[0].ChannelDetails.PeerPort)
+	requireError(t, g.do(http.MethodGet, "/api/consumers/nope", nil), http.StatusNotFound)
+	cons.Cancel()
+	g.getJSON("/api/consumers", &consumers)
+	require.Empty(t, consumers)
 
 	g.getJSON("/api/connections", &conns)
 	require.Len(t, conns, 1)
