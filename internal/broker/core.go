@@ -32,6 +32,7 @@ type core struct {
 	usersM  map[string]User
 	perms   map[string]map[string]*compiledPerm // vhost -> user
 	applied map[string]uint64                   // KV key -> last applied revision
+	records map[string]map[string][]byte        // face records: kind -> id -> JSON
 
 	kv        *engine.KV
 	stopWatch func()
@@ -78,6 +79,7 @@ func newBroker(cfg Config) (*Broker, error) {
 		usersM:    map[string]User{},
 		perms:     map[string]map[string]*compiledPerm{},
 		applied:   map[string]uint64{},
+		records:   map[string]map[string][]byte{},
 		conns:     map[string]Conn{},
 		alarmSubs: map[int]func(bool, string){},
 	}}
@@ -289,6 +291,8 @@ func (b *core) applyEntry(e engine.Entry) {
 		b.applyUserLocked(e)
 	case len(e.Key) > 2 && e.Key[:2] == "p.":
 		b.applyPermLocked(e)
+	case len(e.Key) > 2 && e.Key[:2] == "r.":
+		b.applyRecordLocked(e)
 	}
 	b.mu.Unlock()
 	for _, f := range after {

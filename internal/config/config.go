@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -43,6 +44,11 @@ type Config struct {
 
 	// PusherApps are Pusher Channels apps as "ID:KEY:SECRET".
 	PusherApps []string `yaml:"pusher_apps"`
+
+	// WebhookAllowPrivateTargets are CIDRs (or single IPs) webhook and WebSub
+	// deliveries may reach although they are loopback, private, link-local or
+	// metadata addresses. Default none.
+	WebhookAllowPrivateTargets []string `yaml:"webhook_allow_private_targets"`
 }
 
 // ClusterConfig makes several Herald processes one cluster.
@@ -109,6 +115,7 @@ func Load(args []string, lookupEnv func(string) (string, bool), stderr io.Writer
 		file               string
 		flagCfg            Config
 		pusherApps, routes stringList
+		webhookAllow       string
 	)
 	fs.StringVar(&file, "config", "", "YAML config file (env HERALD_CONFIG)")
 	fs.StringVar(&flagCfg.DataDir, "data-dir", d.DataDir, "data directory")
@@ -128,6 +135,7 @@ func Load(args []string, lookupEnv func(string) (string, bool), stderr io.Writer
 	fs.Int64Var(&flagCfg.Limits.MemoryBudget, "memory-budget", 0, "bytes of message bodies kept in memory (0 = 256 MiB)")
 	fs.IntVar(&flagCfg.Limits.MaxConnections, "max-connections", 0, "max client connections per face (0 = 10000)")
 	fs.Var(&pusherApps, "pusher-app", "Pusher app as ID:KEY:SECRET (repeatable)")
+	fs.StringVar(&webhookAllow, "webhook-allow-private-targets", "", "CIDR,... that webhook deliveries may reach although private, loopback or link-local")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
@@ -135,6 +143,7 @@ func Load(args []string, lookupEnv func(string) (string, bool), stderr io.Writer
 		return Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	flagCfg.PusherApps = pusherApps
+	flagCfg.WebhookAllowPrivateTargets = splitList(webhookAllow)
 	flagCfg.Cluster.Routes = routes
 
 	cfg := Default()
@@ -175,6 +184,9 @@ func Load(args []string, lookupEnv func(string) (string, bool), stderr io.Writer
 		"memory-budget":     func() { cfg.Limits.MemoryBudget = flagCfg.Limits.MemoryBudget },
 		"max-connections":   func() { cfg.Limits.MaxConnections = flagCfg.Limits.MaxConnections },
 		"pusher-app":        func() { cfg.PusherApps = flagCfg.PusherApps },
+		"webhook-allow-private-targets": func() {
+			cfg.WebhookAllowPrivateTargets = flagCfg.WebhookAllowPrivateTargets
+		},
 	}
 	for name, apply := range overlay {
 		if set[name] {
@@ -188,7 +200,8 @@ func Load(args []string, lookupEnv func(string) (string, bool), stderr io.Writer
 // HERALD_AMQP_LISTEN, HERALD_FSYNC, HERALD_LOG_LEVEL, HERALD_LOG_FORMAT,
 // HERALD_NODE_NAME, HERALD_CLUSTER_LISTEN, HERALD_CLUSTER_ROUTES (comma
 // separated), HERALD_NATS_URL, HERALD_PUSHER_APPS (comma separated),
-// HERALD_MAX_MESSAGE_BYTES, HERALD_MEMORY_BUDGET, HERALD_SHUTDOWN_TIMEOUT).
+// HERALD_MAX_MESSAGE_BYTES, HERALD_MEMORY_BUDGET, HERALD_SHUTDOWN_TIMEOUT,
+// HERALD_WEBHOOK_ALLOW_PRIVATE_TARGETS (comma separated)).
 func applyEnv(cfg *Config, lookup func(string) (string, bool)) error {
 	str := map[string]*string{
 		"HERALD_DATA_DIR":       &cfg.DataDir,
@@ -206,7 +219,8 @@ func applyEnv(cfg *Config, lookup func(string) (string, bool)) error {
 			*p = v
 		}
 	}
-	for k, p := range map[string]*[]string{"HERALD_CLUSTER_ROUTES": &cfg.Cluster.Routes, "HERALD_PUSHER_APPS": &cfg.PusherApps} {
+	for k, p := range map[string]*[]string{"HERALD_CLUSTER_ROUTES": &cfg.Cluster.Routes, "HERALD_PUSHER_APPS": &cfg.PusherApps,
+		"HERALD_WEBHOOK_ALLOW_PRIVATE_TARGETS": &cfg.WebhookAllowPrivateTargets} {
 		if v, ok := lookup(k); ok && v != "" {
 			*p = strings.Split(v, ",")
 		}
@@ -273,5 +287,35 @@ func (c Config) Validate() error {
 			return fmt.Errorf("pusher_apps[%d]: must be ID:KEY:SECRET", i)
 		}
 	}
+	if _, err := c.WebhookAllowPrefixes(); err != nil {
+		return err
+	}
 	return nil
+}
+
+// WebhookAllowPrefixes parses WebhookAllowPrivateTargets; a bare IP is a
+// single-address prefix.
+func (c Config) WebhookAllowPrefixes() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for i, v := range c.WebhookAllowPrivateTargets {
+		v = strings.TrimSpace(v)
+		p, err := netip.ParsePrefix(v)
+		if err != nil {
+			a, aerr := netip.ParseAddr(v)
+			if aerr != nil {
+				return nil, fmt.Errorf("webhook_allow_private_targets[%d]: %q is not a CIDR or an IP", i, v)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// splitList splits a comma-separated flag value; "" is no values.
+func splitList(v string) []string {
+	if v == "" {
+		return nil
+	}
+	return strings.Split(v, ",")
 }

@@ -82,6 +82,15 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r = protectSlashSegments(r)
 	h, pattern := a.mux.Handler(r)
 	if pattern == "" {
+		// RabbitMQ (cowboy) ignores one trailing slash: "/api/connections/"
+		// is "/api/connections".
+		if r2 := trimTrailingSlash(r); r2 != nil {
+			if h2, p2 := a.mux.Handler(r2); p2 != "" {
+				r, h, pattern = r2, h2, p2
+			}
+		}
+	}
+	if pattern == "" {
 		// The mux's own 404 or 405: run it against a recorder for its status
 		// and Allow header, then answer in our envelope.
 		rec := &statusRecorder{header: http.Header{}}
@@ -131,6 +140,21 @@ func protectSlashSegments(r *http.Request) *http.Request {
 	*r2 = *r
 	u := *r.URL
 	u.Path, u.RawPath = path, newRaw
+	r2.URL = &u
+	return r2
+}
+
+// trimTrailingSlash returns a shallow copy of r without the one trailing
+// slash of its path, or nil when the path has none (or is "/").
+func trimTrailingSlash(r *http.Request) *http.Request {
+	if len(r.URL.Path) < 2 || !strings.HasSuffix(r.URL.Path, "/") {
+		return nil
+	}
+	r2 := new(http.Request)
+	*r2 = *r
+	u := *r.URL
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	u.RawPath = strings.TrimSuffix(u.RawPath, "/")
 	r2.URL = &u
 	return r2
 }

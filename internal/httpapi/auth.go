@@ -58,22 +58,33 @@ func (p *principal) require(l accessLevel) error {
 
 // authenticate checks the request's basic-auth credentials.
 func (a *API) authenticate(r *http.Request) (*principal, error) {
-	name, pass, ok := r.BasicAuth()
-	if !ok {
-		return nil, errs.New(errs.Unauthorized, "Not_Authorized")
-	}
-	if name == guestUser && !a.cfg.AllowRemoteGuest && !isLoopback(r.RemoteAddr) {
-		return nil, errs.New(errs.Unauthorized, "User can only log in via localhost")
-	}
-	u, err := a.b.Authenticate(name, pass)
+	u, err := Authenticate(a.b, r, a.cfg.AllowRemoteGuest)
 	if err != nil {
-		if errs.Is(err, errs.Unauthorized) {
-			// Say nothing about whether the user exists.
-			return nil, errs.New(errs.Unauthorized, "Login failed")
-		}
 		return nil, err
 	}
 	return newPrincipal(u), nil
+}
+
+// Authenticate checks a request's basic-auth credentials against the
+// broker's users, as the management API does (the user "guest" only from
+// loopback unless allowRemoteGuest). Other HTTP faces use it.
+func Authenticate(b *broker.Broker, r *http.Request, allowRemoteGuest bool) (broker.User, error) {
+	name, pass, ok := r.BasicAuth()
+	if !ok {
+		return broker.User{}, errs.New(errs.Unauthorized, "Not_Authorized")
+	}
+	if name == guestUser && !allowRemoteGuest && !isLoopback(r.RemoteAddr) {
+		return broker.User{}, errs.New(errs.Unauthorized, "User can only log in via localhost")
+	}
+	u, err := b.Authenticate(name, pass)
+	if err != nil {
+		if errs.Is(err, errs.Unauthorized) {
+			// Say nothing about whether the user exists.
+			return broker.User{}, errs.New(errs.Unauthorized, "Login failed")
+		}
+		return broker.User{}, err
+	}
+	return u, nil
 }
 
 // isLoopback reports whether a request's RemoteAddr is a loopback address.

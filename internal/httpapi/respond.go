@@ -34,6 +34,9 @@ type errorBody struct {
 	Reason string `json:"reason"`
 }
 
+// WriteJSON writes v as JSON with status code; other HTTP faces use it.
+func WriteJSON(w http.ResponseWriter, code int, v any) { writeJSON(w, code, v) }
+
 // writeJSON writes v with status code.
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	data, err := json.Marshal(v)
@@ -54,6 +57,16 @@ func writeErrorBody(w http.ResponseWriter, code int, title, reason string) {
 	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
 	w.WriteHeader(code)
 	_, _ = w.Write(data)
+}
+
+// WriteError writes err as the face's JSON envelope {"error","reason"} with
+// the catalog's HTTP status; other HTTP faces use it.
+func WriteError(w http.ResponseWriter, err error) {
+	kind := errs.KindOf(err)
+	if kind == errs.Unauthorized {
+		w.Header().Set("WWW-Authenticate", `Basic realm="Herald"`)
+	}
+	writeErrorBody(w, kind.HTTPStatus(), kind.String(), errs.Message(err))
 }
 
 // writeError maps err through the error catalog and writes the envelope.

@@ -140,6 +140,22 @@ func TestEncodedSlashRouting(t *testing.T) {
 	}
 }
 
+// TestTrailingSlash checks that a path with one trailing slash routes like
+// the path without it, as RabbitMQ's management API (cowboy) does; clients
+// such as amqp091-go's test utilities call "/api/connections/".
+func TestTrailingSlash(t *testing.T) {
+	t.Parallel()
+	api := unstartedAPI(t, Config{})
+	for _, path := range []string{"/api/connections/", "/api/queues/", "/api/queues/%2F/", "/api/queues/%2F/q/", "/api/overview/"} {
+		rec := httptest.NewRecorder()
+		api.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		require.Equal(t, http.StatusUnauthorized, rec.Code, "%s reaches the API", path)
+	}
+	rec := httptest.NewRecorder()
+	api.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/no-such-thing/", nil))
+	require.Equal(t, http.StatusNotFound, rec.Code)
+}
+
 func TestIsLoopback(t *testing.T) {
 	t.Parallel()
 	for addr, want := range map[string]bool{

@@ -8,6 +8,7 @@ import (
 	"github.com/heraldhq/herald/internal/amqp"
 	"github.com/heraldhq/herald/internal/httpapi"
 	"github.com/heraldhq/herald/internal/realtime"
+	"github.com/heraldhq/herald/internal/webhook"
 )
 
 // Version is reported by the faces (server properties, /api/overview).
@@ -23,6 +24,24 @@ func (s *Server) startFaces(ctx context.Context, mux *http.ServeMux) error {
 		MaxBodyBytes: s.cfg.Limits.MaxMessageBytes * 2,
 		Version:      Version,
 	}).Mount(mux)
+
+	allow, err := s.cfg.WebhookAllowPrefixes()
+	if err != nil {
+		return err
+	}
+	wh, err := webhook.New(webhook.Config{
+		Broker:       s.Broker,
+		Logger:       s.log.With("face", "webhook"),
+		AllowPrivate: allow,
+	})
+	if err != nil {
+		return fmt.Errorf("configuring webhook face: %w", err)
+	}
+	if err := wh.Start(ctx); err != nil {
+		return fmt.Errorf("starting webhook face: %w", err)
+	}
+	s.faces = append(s.faces, face{name: "webhook", stop: wh.Stop})
+	wh.Mount(mux)
 
 	apps := make([]realtime.App, 0, len(s.cfg.PusherApps))
 	for i, spec := range s.cfg.PusherApps {

@@ -1,0 +1,241 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/heraldhq/herald/internal/broker"
+)
+
+// signer signs deliveries with the current secret and, during the grace
+// period of a rotation, the previous one.
+type signer struct {
+	format    Format
+	key, prev []byte // Standard Webhooks keys
+	prevUntil time.Time
+	raw       []byte // WebSub secret
+}
+
+func newSigner(rec record) (signer, error) {
+	sg := signer{format: rec.Sub.Format}
+	if rec.Sub.Format == FormatWebSub {
+		sg.raw = []byte(rec.Sub.Secret)
+		return sg, nil
+	}
+	k, err := signingKey(rec.Sub.Secret)
+	if err != nil {
+		return signer{}, err
+	}
+	sg.key = k
+	if rec.PrevSecret != "" {
+		if p, err := signingKey(rec.PrevSecret); err == nil {
+			sg.prev, sg.prevUntil = p, rec.PrevUntil
+		}
+	}
+	return sg, nil
+}
+
+// standardSignature returns the webhook-signature header value:
+// "v1,<base64 hmac-sha256(key, id.timestamp.body)>", space separated when
+// a previous secret is still valid.
+func (sg *signer) standardSignature(id, ts string, body []byte, now time.Time) string {
+	sig := func(key []byte) string {
+		m := hmac.New(sha256.New, key)
+		m.Write([]byte(id))
+		m.Write([]byte{'.'})
+		m.Write([]byte(ts))
+		m.Write([]byte{'.'})
+		m.Write(body)
+		return "v1," + base64.StdEncoding.EncodeToString(m.Sum(nil))
+	}
+	s := sig(sg.key)
+	if sg.prev != nil && now.Before(sg.prevUntil) {
+		s += " " + sig(sg.prev)
+	}
+	return s
+}
+
+// hubSignature returns X-Hub-Signature's value: sha256=<hex hmac(secret, body)>.
+func (sg *signer) hubSignature(body []byte) string {
+	m := hmac.New(sha256.New, sg.raw)
+	m.Write(body)
+	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+}
+
+// prepared is an event ready to be posted.
+type prepared struct {
+	webhookID            string
+	attempt              int
+	exchange, routingKey string
+	body                 []byte
+	contentType          string
+}
+
+func (r *run) prepare(dl *broker.Delivery) *prepared {
+	m := dl.Message
+	h := m.Properties.Headers
+	ev := &prepared{attempt: 1, exchange: dl.Exchange, routingKey: dl.RoutingKey}
+	if s, ok := h[hdrExchange].(string); ok {
+		ev.exchange = s
+	}
+	if s, ok := h[hdrRoutingKey].(string); ok {
+		ev.routingKey = s
+	}
+	if n, ok := asInt(h[hdrAttempt]); ok && n > 1 {
+		ev.attempt = int(n)
+	}
+	if s, ok := h[hdrWebhookID].(string); ok && s != "" {
+		ev.webhookID = s
+	} else {
+		ev.webhookID = webhookID(r.sub.VHost, ev.exchange, ev.routingKey, m)
+	}
+	if r.sub.Format == FormatWebSub {
+		ev.body = m.Body
+		ev.contentType = m.Properties.ContentType
+		return ev
+	}
+	ev.body = structuredEvent(m, ev, r.sub.VHost)
+	ev.contentType = "application/cloudevents+json; charset=utf-8"
+	return ev
+}
+
+// webhookID is the event's stable id: derived from the CloudEvent's source
+// and id, else the AMQP message-id, else the message's route, properties and
+// body (identical messages without ids share a webhook-id).
+func webhookID(vhost, exchange, key string, m *broker.Message) string {
+	h := sha256.New()
+	write := func(parts ...string) {
+		for _, p := range parts {
+			_, _ = io.WriteString(h, p)
+			h.Write([]byte{0})
+		}
+	}
+	hdr := m.Properties.Headers
+	ceID, _ := hdr[ceHeader+"id"].(string)
+	ceSource, _ := hdr[ceHeader+"source"].(string)
+	switch {
+	case ceID != "" && ceSource != "":
+		write("ce", ceSource, ceID)
+	case m.Properties.MessageID != "":
+		write("mid", vhost, exchange, m.Properties.MessageID)
+	default:
+		write("msg", vhost, exchange, key, m.Properties.ContentType, m.Properties.Timestamp.String())
+		writeTable(h, hdr)
+		h.Write(m.Body)
+	}
+	return "msg_" + hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// writeTable hashes the headers that came with the event (not the
+// dispatcher's own), in key order.
+func writeTable(h hash.Hash, t broker.Table) {
+	keys := make([]string, 0, len(t))
+	for k := range t {
+		if !strings.HasPrefix(k, "x-herald-") && k != hdrDelay && k != "x-death" {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		fmt.Fprintf(h, "%s=%v\x00", k, t[k])
+	}
+}
+
+// result is the outcome of one HTTP attempt.
+type result struct {
+	status    int
+	latency   time.Duration
+	snippet   string
+	errText   string
+	ok        bool // 2xx
+	gone      bool // 410 on a WebSub subscription
+	cancelled bool // the service is stopping: not an attempt
+}
+
+func (res result) describe() string {
+	switch {
+	case res.errText != "" && res.status != 0:
+		return fmt.Sprintf("HTTP %d: %s", res.status, res.errText)
+	case res.errText != "":
+		return res.errText
+	default:
+		return fmt.Sprintf("HTTP %d", res.status)
+	}
+}
+
+// attempt posts the event once.
+func (r *run) attempt(ev *prepared) result {
+	ctx, cancel := context.WithTimeout(r.ctx, r.sub.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.sub.URL, bytes.NewReader(ev.body))
+	if err != nil {
+		return result{errText: err.Error()}
+	}
+	hd := req.Header
+	hd["User-Agent"] = userAgent
+	if ev.contentType != "" {
+		hd["Content-Type"] = []string{ev.contentType}
+	}
+	now := time.Now()
+	if r.sub.Format == FormatWebSub {
+		hd["Link"] = []string{"<" + r.sub.HubURL + `>; rel="hub", <` + r.sub.Topic + `>; rel="self"`}
+		if len(r.signer.raw) > 0 {
+			hd["X-Hub-Signature"] = []string{r.signer.hubSignature(ev.body)}
+		}
+	} else {
+		ts := strconv.FormatInt(now.Unix(), 10)
+		hd["Webhook-Id"] = []string{ev.webhookID}
+		hd["Webhook-Timestamp"] = []string{ts}
+		hd["Webhook-Signature"] = []string{r.signer.standardSignature(ev.webhookID, ts, ev.body, now)}
+	}
+	resp, err := r.d.s.guard.client.Do(req)
+	res := result{latency: time.Since(now)}
+	if err != nil {
+		if r.ctx.Err() != nil {
+			return result{cancelled: true}
+		}
+		res.errText = attemptError(err, r.sub.Timeout)
+		return res
+	}
+	res.status = resp.StatusCode
+	snip := make([]byte, r.d.s.cfg.SnippetBytes)
+	n, _ := io.ReadFull(resp.Body, snip)
+	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10) // lets the connection be reused
+	_ = resp.Body.Close()
+	res.latency = time.Since(now)
+	if n > 0 {
+		res.snippet = strings.ToValidUTF8(string(snip[:n]), "\uFFFD")
+	}
+	res.ok = resp.StatusCode >= 200 && resp.StatusCode < 300
+	res.gone = r.sub.Format == FormatWebSub && resp.StatusCode == http.StatusGone
+	return res
+}
+
+var userAgent = []string{"Herald-Webhooks/1"}
+
+func attemptError(err error, timeout time.Duration) string {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Sprintf("timeout after %s", timeout)
+	case errors.Is(err, ErrRefusedTarget):
+		return "refused target: " + err.Error()
+	}
+	var ue interface{ Unwrap() error }
+	if errors.As(err, &ue) && ue.Unwrap() != nil {
+		return ue.Unwrap().Error()
+	}
+	return err.Error()
+}

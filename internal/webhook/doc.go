@@ -1,0 +1,21 @@
+// Package webhook is Herald's HTTP face in and out: CloudEvents 1.0
+// ingestion (binary, structured and batch modes) at
+// POST /v1/events/{vhost}/{exchange}, and durable signed webhooks.
+//
+// A subscription is a durable queue herald.webhook.<id> bound to an exchange,
+// drained by a dispatcher that POSTs each event to the endpoint (structured
+// CloudEvents JSON signed per Standard Webhooks, or a WebSub distribution),
+// at most Spec.Concurrency at a time. A failed attempt is scheduled again
+// through the broker's delayed exchange herald.webhook.retry (exponential
+// backoff with full jitter), so retries survive restarts; after MaxAttempts
+// the event goes to the dead-letter queue herald.webhook.<id>.dead, which can
+// be listed and redriven. Subscription records persist in the broker's
+// metadata (Broker.PutRecord). Every delivery goes through TargetGuard, which
+// refuses loopback, private, link-local and metadata addresses at creation
+// and at dial time.
+//
+// Delivery is at least once: an endpoint deduplicates on webhook-id, which
+// is the same for every attempt of one event.
+//
+// See README.md for the HTTP API, limits and guarantees.
+package webhook
