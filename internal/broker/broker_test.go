@@ -376,6 +376,14 @@ func TestAutoDeleteAndExpires(t *testing.T) {
 	c.Cancel()
 	eventually(t, func() bool { _, err := b.Queue("/", "ad"); return errs.Is(err, errs.NotFound) }, "auto-delete queue should go")
 
+	// Exclusive too: its last consumer leaving deletes it while its owner lives.
+	_, err = b.DeclareQueue(bg, "/", broker.QueueSpec{Name: "ex-ad", AutoDelete: true, Exclusive: true, Owner: "conn-1"}, false)
+	require.NoError(t, err)
+	c, err = b.Consume(bg, "/", "ex-ad", broker.ConsumeOptions{Owner: "conn-1", Deliver: func(*broker.Delivery) {}})
+	require.NoError(t, err)
+	c.Cancel()
+	eventually(t, func() bool { _, err := b.Queue("/", "ex-ad"); return errs.Is(err, errs.NotFound) }, "exclusive auto-delete queue should go")
+
 	declareQ(t, b, "idle", broker.Table{"x-expires": int32(100)})
 	eventually(t, func() bool { _, err := b.Queue("/", "idle"); return errs.Is(err, errs.NotFound) }, "x-expires queue should go")
 }

@@ -214,7 +214,7 @@ func (q *queue) removeConsumer(c *consumerState) {
 	q.kickLocked() // single-active-consumer: the next one takes over
 	q.mu.Unlock()
 	if autoDelete {
-		q.b.bgDelete(q.vh.name, q.name)
+		q.b.bgDelete(q.vh.name, q.name, q.spec.Owner)
 	}
 }
 

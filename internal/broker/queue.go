@@ -322,18 +322,19 @@ func (q *queue) onExpires() {
 		q.b.cfg.Now().Sub(q.lastUse) >= time.Duration(q.args.Expires)*time.Millisecond
 	q.mu.Unlock()
 	if idle && q.b.running() == nil {
-		q.b.bgDelete(q.vh.name, q.name)
+		q.b.bgDelete(q.vh.name, q.name, q.spec.Owner)
 	}
 }
 
-// bgDelete deletes a queue from a timer or callback, owned by the broker.
-func (b *core) bgDelete(vhost, name string) {
+// bgDelete deletes a queue from a timer or callback, owned by the broker;
+// owner is the queue's own (an exclusive queue refuses anyone else).
+func (b *core) bgDelete(vhost, name, owner string) {
 	b.bg.Add(1)
 	go func() {
 		defer b.bg.Done()
 		ctx, cancel := context.WithTimeout(b.bgCtx, 10*time.Second)
 		defer cancel()
-		if _, err := b.deleteQueue(ctx, vhost, name, false, false, ""); err != nil && !errs.Is(err, errs.NotFound) {
+		if _, err := b.deleteQueue(ctx, vhost, name, false, false, owner); err != nil && !errs.Is(err, errs.NotFound) {
 			b.log.Warn("auto-deleting queue", "vhost", vhost, "queue", name, "err", err)
 		}
 	}()
