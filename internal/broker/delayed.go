@@ -165,7 +165,7 @@ func (d *delayer) deliver(it delayItem) {
 	var qs []*queue
 	if vh := b.vhostsM[it.vhost]; vh != nil {
 		if x := vh.exchanges[st.Exchange]; x != nil {
-			qs = b.routeLocked(vh, x, st.RoutingKey, st.Msg.Properties.Headers)
+			qs = b.routeLocked(nil, vh, x, st.RoutingKey, st.Msg.Properties.Headers)
 		}
 	}
 	b.mu.RUnlock()

@@ -77,7 +77,8 @@ func (b *core) publishAsync(p Publishing, done func(error)) (PublishResult, erro
 			return b.delay.schedule(vh, p, time.Duration(d)*time.Millisecond, done)
 		}
 	}
-	qs := b.routeLocked(vh, x, p.RoutingKey, p.Message.Properties.Headers)
+	var qbuf [8]*queue
+	qs := b.routeLocked(qbuf[:0], vh, x, p.RoutingKey, p.Message.Properties.Headers)
 	b.mu.RUnlock()
 	b.stats.published.Add(1)
 	return b.store(qs, p.Exchange, p.RoutingKey, p.Message, done), nil
@@ -268,7 +269,7 @@ func (q *queue) deadLetterNow(e *entry, reason string) {
 	var qs []*queue
 	if vh := b.vhostsM[q.vh.name]; vh != nil {
 		if x := vh.exchanges[*q.args.DLX]; x != nil {
-			qs = b.routeLocked(vh, x, rk, dl.Properties.Headers)
+			qs = b.routeLocked(nil, vh, x, rk, dl.Properties.Headers)
 		}
 	}
 	b.mu.RUnlock()

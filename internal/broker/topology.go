@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -170,45 +171,114 @@ func (x *exchange) match(key string, headers Table, out []route.Dest) []route.De
 }
 
 // routeLocked returns the queues a message reaches from exchange x, following
-// exchange-to-exchange bindings and alternate exchanges. Caller holds b.mu.
-func (b *core) routeLocked(vh *vhost, x *exchange, key string, headers Table) []*queue {
+// exchange-to-exchange bindings and alternate exchanges, appended to qs (a
+// caller's buffer; it may be nil). Caller holds b.mu. It allocates nothing
+// beyond growing qs, except a set when more than routeSetAt queues match.
+func (b *core) routeLocked(qs []*queue, vh *vhost, x *exchange, key string, headers Table) []*queue {
 	if x.spec.Name == "" {
 		if q := vh.queues[key]; q != nil {
-			return []*queue{q}
+			return append(qs, q)
 		}
-		return nil
+		return qs
 	}
-	var qs []*queue
-	seenX := map[*exchange]bool{}
-	seenQ := map[*queue]bool{}
-	var walk func(x *exchange)
-	walk = func(x *exchange) {
-		if seenX[x] {
+	w := routeWalk{vh: vh, key: key, headers: headers, qs: qs, from: len(qs)}
+	w.walk(x)
+	return w.qs
+}
+
+// routeSetAt is the number of matched queues past which routeWalk dedupes
+// with a map instead of a linear scan.
+const routeSetAt = 16
+
+// routeWalk is one routing pass: the queues found so far (deduplicated) and
+// the exchanges visited (exchange-to-exchange bindings may form cycles).
+type routeWalk struct {
+	vh      *vhost
+	key     string
+	headers Table
+	qs      []*queue
+	from    int // qs[from:] are this walk's
+	seenX   [4]*exchange
+	moreX   []*exchange
+	nX      int
+	seenQ   map[*queue]struct{} // set once more than routeSetAt queues match
+}
+
+func (w *routeWalk) visit(x *exchange) bool {
+	for _, s := range w.seenX[:min(w.nX, len(w.seenX))] {
+		if s == x {
+			return false
+		}
+	}
+	if slices.Contains(w.moreX, x) {
+		return false
+	}
+	if w.nX < len(w.seenX) {
+		w.seenX[w.nX] = x
+	} else {
+		w.moreX = append(w.moreX, x)
+	}
+	w.nX++
+	return true
+}
+
+func (w *routeWalk) addQueue(q *queue) {
+	if w.seenQ != nil {
+		if _, ok := w.seenQ[q]; ok {
 			return
 		}
-		seenX[x] = true
-		var buf [16]route.Dest
-		before := len(qs)
-		for _, d := range x.match(key, headers, buf[:0]) {
-			if d.IsExchange {
-				if nx := vh.exchanges[d.Name]; nx != nil {
-					walk(nx)
-				}
-				continue
-			}
-			if q := vh.queues[d.Name]; q != nil && !seenQ[q] {
-				seenQ[q] = true
-				qs = append(qs, q)
-			}
+		w.seenQ[q] = struct{}{}
+		w.qs = append(w.qs, q)
+		return
+	}
+	mine := w.qs[w.from:]
+	if slices.Contains(mine, q) {
+		return
+	}
+	w.qs = append(w.qs, q)
+	if len(mine)+1 > routeSetAt {
+		w.seenQ = make(map[*queue]struct{}, 2*routeSetAt)
+		for _, q := range w.qs[w.from:] {
+			w.seenQ[q] = struct{}{}
 		}
-		if len(qs) == before {
-			if ae := vh.exchanges[x.alternate()]; ae != nil && x.alternate() != "" {
-				walk(ae)
+	}
+}
+
+func (w *routeWalk) walk(x *exchange) {
+	if !w.visit(x) {
+		return
+	}
+	// Direct and fanout matches fill a stack buffer; Topic.Match keeps out
+	// in its walker, so a buffer passed to it lives on the heap anyway.
+	var buf [16]route.Dest
+	var ds []route.Dest
+	switch {
+	case x.fanout != nil:
+		ds = x.fanout.Match(buf[:0])
+	case x.direct != nil && x.topic == nil && x.headers == nil:
+		ds = x.direct.Match(w.key, buf[:0])
+	default:
+		ds = x.match(w.key, w.headers, nil)
+	}
+	before := len(w.qs)
+	for _, d := range ds {
+		if d.IsExchange {
+			if nx := w.vh.exchanges[d.Name]; nx != nil {
+				w.walk(nx)
+			}
+			continue
+		}
+		if q := w.vh.queues[d.Name]; q != nil {
+			w.addQueue(q)
+		}
+	}
+	if len(w.qs) == before {
+		if alt := x.alternate(); alt != "" {
+			if ae := w.vh.exchanges[alt]; ae != nil {
+				w.walk(ae)
 			}
 		}
 	}
-	walk(x)
-	return qs
 }
 
 // ---- vhosts

@@ -38,6 +38,9 @@ type Config struct {
 	// ShutdownTimeout bounds the graceful drain on SIGTERM/SIGINT before
 	// connections are cut. Default 15s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// PprofListen serves net/http/pprof on "host:port" for profiling.
+	// Default "" (off). Bind it to loopback: it is unauthenticated.
+	PprofListen string `yaml:"pprof_listen"`
 
 	Cluster ClusterConfig `yaml:"cluster"`
 	Limits  LimitsConfig  `yaml:"limits"`
@@ -126,6 +129,7 @@ func Load(args []string, lookupEnv func(string) (string, bool), stderr io.Writer
 	fs.StringVar(&flagCfg.LogLevel, "log-level", d.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&flagCfg.LogFormat, "log-format", d.LogFormat, "text or json")
 	fs.DurationVar(&flagCfg.ShutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "graceful shutdown bound")
+	fs.StringVar(&flagCfg.PprofListen, "pprof-listen", "", "serve net/http/pprof on host:port (off when empty; unauthenticated, bind to loopback)")
 	fs.StringVar(&flagCfg.Cluster.NodeName, "node-name", "", "node name (default herald-<hostname>)")
 	fs.StringVar(&flagCfg.Cluster.Name, "cluster-name", d.Cluster.Name, "cluster name")
 	fs.StringVar(&flagCfg.Cluster.Listen, "cluster-listen", "", "host:port for cluster routes; empty = standalone")
@@ -175,6 +179,7 @@ func Load(args []string, lookupEnv func(string) (string, bool), stderr io.Writer
 		"log-level":         func() { cfg.LogLevel = flagCfg.LogLevel },
 		"log-format":        func() { cfg.LogFormat = flagCfg.LogFormat },
 		"shutdown-timeout":  func() { cfg.ShutdownTimeout = flagCfg.ShutdownTimeout },
+		"pprof-listen":      func() { cfg.PprofListen = flagCfg.PprofListen },
 		"node-name":         func() { cfg.Cluster.NodeName = flagCfg.Cluster.NodeName },
 		"cluster-name":      func() { cfg.Cluster.Name = flagCfg.Cluster.Name },
 		"cluster-listen":    func() { cfg.Cluster.Listen = flagCfg.Cluster.Listen },
@@ -254,7 +259,7 @@ func (c Config) Validate() error {
 	if c.DataDir == "" && c.Cluster.NATSURL == "" {
 		return errors.New("data_dir: required")
 	}
-	for name, addr := range map[string]string{"http_listen": c.HTTPListen, "amqp_listen": c.AMQPListen, "cluster.listen": c.Cluster.Listen} {
+	for name, addr := range map[string]string{"http_listen": c.HTTPListen, "amqp_listen": c.AMQPListen, "cluster.listen": c.Cluster.Listen, "pprof_listen": c.PprofListen} {
 		if addr == "" {
 			continue
 		}
