@@ -170,16 +170,18 @@ func (d *dispatcher) trip(reason string) {
 	})
 }
 
-// backoff is the wait before attempt n+1 after attempt n failed:
-// uniform in [0, min(max, initial*2^(n-1))) (full jitter), at least 1 ms.
-func backoff(sub Subscription, n int) time.Duration {
+// backoff is the wait before attempt n+1 after attempt n failed: full
+// jitter, uniform in [0, min(max, initial*2^(n-1))), at least 1 ms.
+func (s *Service) backoff(sub Subscription, n int) time.Duration {
 	ceil := sub.BackoffInitial
 	for i := 1; i < n && ceil < sub.BackoffMax; i++ {
 		ceil *= 2
 	}
 	ceil = min(ceil, sub.BackoffMax)
-	return max(time.Duration(rand.Int64N(int64(ceil))), time.Millisecond)
+	return max(s.jitter(ceil), time.Millisecond)
 }
+
+func fullJitter(ceil time.Duration) time.Duration { return time.Duration(rand.Int64N(int64(ceil))) }
 
 // run is one activation of a dispatcher: a consumer and its workers.
 type run struct {
@@ -364,7 +366,7 @@ func (r *run) handle(dl *broker.Delivery) {
 	}
 	if !r.finish(dl, ev, res) {
 		r.log(ev, res, outcomeRetry)
-		r.retryLater(dl, ev, backoff(r.sub, ev.attempt))
+		r.retryLater(dl, ev, r.d.s.backoff(r.sub, ev.attempt))
 	}
 }
 
@@ -382,7 +384,7 @@ func (r *run) handleInPlace(dl *broker.Delivery) {
 			return
 		}
 		r.log(ev, res, outcomeRetry)
-		t := time.NewTimer(backoff(r.sub, ev.attempt))
+		t := time.NewTimer(r.d.s.backoff(r.sub, ev.attempt))
 		select {
 		case <-t.C:
 		case <-r.quit:

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"mime"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -58,7 +59,7 @@ func asInt(v any) (int64, bool) {
 // structuredEvent encodes a stored message as a structured-mode CloudEvent
 // (JSON). Messages without cloudEvents_* headers (published over AMQP, say)
 // get a synthesized one: id = message-id or the webhook-id, type = routing
-// key, source = /herald/<vhost>/<exchange>, time = the timestamp property.
+// key, source = /herald/<vhost>/<exchange> (path-escaped), time = the timestamp property.
 func structuredEvent(m *broker.Message, ev *prepared, vhost string) []byte {
 	h := m.Properties.Headers
 	b := make([]byte, 0, len(m.Body)*4/3+320)
@@ -76,7 +77,7 @@ func structuredEvent(m *broker.Message, ev *prepared, vhost string) []byte {
 	b = append(b, '{')
 	field("specversion", cmpOr(headerString(h, "specversion"), "1.0"))
 	field("id", cmpOr(headerString(h, "id"), cmpOr(m.Properties.MessageID, ev.webhookID)))
-	field("source", cmpOr(headerString(h, "source"), "/herald/"+vhost+"/"+ev.exchange))
+	field("source", cmpOr(headerString(h, "source"), "/herald/"+url.PathEscape(vhost)+"/"+url.PathEscape(ev.exchange)))
 	field("type", cmpOr(headerString(h, "type"), ev.routingKey))
 	field("subject", headerString(h, "subject"))
 	t := headerString(h, "time")

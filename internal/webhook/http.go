@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/heraldhq/herald/internal/broker"
@@ -23,7 +25,9 @@ const (
 )
 
 func (s *Service) mount(mux *http.ServeMux) {
-	mux.HandleFunc("POST /v1/events/{vhost}/{exchange}", s.handleEvents)
+	// The path is split by hand: Go's ServeMux cannot route a segment that
+	// is "%2F" (the vhost "/") to a {wildcard}.
+	mux.HandleFunc("POST /v1/events/", s.handleEvents)
 	mux.HandleFunc("POST /v1/webhooks", s.api(s.handleCreate))
 	mux.HandleFunc("GET /v1/webhooks", s.api(s.handleList))
 	mux.HandleFunc("GET /v1/webhooks/{id}", s.api(s.handleGet))
@@ -384,4 +388,18 @@ func (s *Service) handleRedrive(r *http.Request, user string) (int, any, error) 
 		return 0, nil, err
 	}
 	return http.StatusOK, map[string]any{"redriven": moved}, nil
+}
+
+// eventsPath splits /v1/events/{vhost}/{exchange} of the escaped path.
+func eventsPath(r *http.Request) (vhost, exchange string, err error) {
+	rest, _ := strings.CutPrefix(r.URL.EscapedPath(), "/v1/events/")
+	segs := strings.Split(rest, "/")
+	if len(segs) == 2 && segs[0] != "" && segs[1] != "" {
+		vhost, err1 := url.PathUnescape(segs[0])
+		exchange, err2 := url.PathUnescape(segs[1])
+		if err1 == nil && err2 == nil {
+			return vhost, exchange, nil
+		}
+	}
+	return "", "", errs.New(errs.NotFound, "expected /v1/events/{vhost}/{exchange} (vhost \"/\" is %%2F)")
 }

@@ -29,7 +29,11 @@ func (s *Service) handleEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	vhost, exchange := r.PathValue("vhost"), r.PathValue("exchange")
+	vhost, exchange, err := eventsPath(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	if exchange == "amq.default" {
 		exchange = ""
 	}

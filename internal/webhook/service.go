@@ -25,7 +25,9 @@ type Service struct {
 	subs  map[string]*dispatcher
 	state int // 0 new, 1 running, 2 stopped
 
-	bg     sync.WaitGroup  // background work (breaker trips, 410 removals)
+	bg     sync.WaitGroup                         // background work (breaker trips, 410 removals)
+	jitter func(ceil time.Duration) time.Duration // the backoff's random part; tests replace it
+
 	ctx    context.Context // cancelled by Stop after the drain
 	cancel context.CancelFunc
 }
@@ -67,11 +69,12 @@ func New(cfg Config) (*Service, error) {
 	}
 	cfg = cfg.withDefaults()
 	s := &Service{
-		cfg:   cfg,
-		b:     cfg.Broker,
-		log:   cfg.Logger,
-		guard: NewTargetGuard(cfg.AllowPrivate),
-		subs:  map[string]*dispatcher{},
+		cfg:    cfg,
+		b:      cfg.Broker,
+		log:    cfg.Logger,
+		guard:  NewTargetGuard(cfg.AllowPrivate),
+		subs:   map[string]*dispatcher{},
+		jitter: fullJitter,
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
