@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -52,6 +53,23 @@ type Config struct {
 	// deliveries may reach although they are loopback, private, link-local or
 	// metadata addresses. Default none.
 	WebhookAllowPrivateTargets []string `yaml:"webhook_allow_private_targets"`
+
+	WebSub WebSubConfig `yaml:"websub"`
+}
+
+// WebSubConfig configures the WebSub hub (POST /websub/hub).
+type WebSubConfig struct {
+	// HubURL is the hub's public URL, sent as Link rel="hub" on content
+	// distribution. Default "": derived from each subscription request
+	// (scheme://Host/websub/hub); set it behind a reverse proxy.
+	HubURL string `yaml:"hub_url"`
+	// LeaseDefault is the lease granted when a subscriber asks for none.
+	// Default 240h (10 days).
+	LeaseDefault time.Duration `yaml:"lease_default"`
+	// LeaseMin and LeaseMax bound the lease a subscriber asks for (clamped).
+	// Default 5m and 720h (30 days).
+	LeaseMin time.Duration `yaml:"lease_min"`
+	LeaseMax time.Duration `yaml:"lease_max"`
 }
 
 // ClusterConfig makes several Herald processes one cluster.
@@ -100,6 +118,7 @@ func Default() Config {
 		ShutdownTimeout: 15 * time.Second,
 		Cluster:         ClusterConfig{Name: "herald"},
 		Limits:          LimitsConfig{DiskFreeLimit: 50_000_000},
+		WebSub:          WebSubConfig{LeaseDefault: 240 * time.Hour, LeaseMin: 5 * time.Minute, LeaseMax: 720 * time.Hour},
 	}
 }
 
@@ -140,6 +159,10 @@ func Load(args []string, lookupEnv func(string) (string, bool), stderr io.Writer
 	fs.IntVar(&flagCfg.Limits.MaxConnections, "max-connections", 0, "max client connections per face (0 = 10000)")
 	fs.Var(&pusherApps, "pusher-app", "Pusher app as ID:KEY:SECRET (repeatable)")
 	fs.StringVar(&webhookAllow, "webhook-allow-private-targets", "", "CIDR,... that webhook deliveries may reach although private, loopback or link-local")
+	fs.StringVar(&flagCfg.WebSub.HubURL, "websub-hub-url", "", "public URL of the WebSub hub for Link rel=hub (default: from each request)")
+	fs.DurationVar(&flagCfg.WebSub.LeaseDefault, "websub-lease-default", d.WebSub.LeaseDefault, "WebSub lease when a subscriber asks none")
+	fs.DurationVar(&flagCfg.WebSub.LeaseMin, "websub-lease-min", d.WebSub.LeaseMin, "shortest WebSub lease granted")
+	fs.DurationVar(&flagCfg.WebSub.LeaseMax, "websub-lease-max", d.WebSub.LeaseMax, "longest WebSub lease granted")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
@@ -171,24 +194,28 @@ func Load(args []string, lookupEnv func(string) (string, bool), stderr io.Writer
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	overlay := map[string]func(){
-		"data-dir":          func() { cfg.DataDir = flagCfg.DataDir },
-		"http-listen":       func() { cfg.HTTPListen = flagCfg.HTTPListen },
-		"amqp-listen":       func() { cfg.AMQPListen = flagCfg.AMQPListen },
-		"fsync":             func() { cfg.Fsync = flagCfg.Fsync },
-		"sync-interval":     func() { cfg.SyncInterval = flagCfg.SyncInterval },
-		"log-level":         func() { cfg.LogLevel = flagCfg.LogLevel },
-		"log-format":        func() { cfg.LogFormat = flagCfg.LogFormat },
-		"shutdown-timeout":  func() { cfg.ShutdownTimeout = flagCfg.ShutdownTimeout },
-		"pprof-listen":      func() { cfg.PprofListen = flagCfg.PprofListen },
-		"node-name":         func() { cfg.Cluster.NodeName = flagCfg.Cluster.NodeName },
-		"cluster-name":      func() { cfg.Cluster.Name = flagCfg.Cluster.Name },
-		"cluster-listen":    func() { cfg.Cluster.Listen = flagCfg.Cluster.Listen },
-		"cluster-route":     func() { cfg.Cluster.Routes = flagCfg.Cluster.Routes },
-		"nats-url":          func() { cfg.Cluster.NATSURL = flagCfg.Cluster.NATSURL },
-		"max-message-bytes": func() { cfg.Limits.MaxMessageBytes = flagCfg.Limits.MaxMessageBytes },
-		"memory-budget":     func() { cfg.Limits.MemoryBudget = flagCfg.Limits.MemoryBudget },
-		"max-connections":   func() { cfg.Limits.MaxConnections = flagCfg.Limits.MaxConnections },
-		"pusher-app":        func() { cfg.PusherApps = flagCfg.PusherApps },
+		"data-dir":             func() { cfg.DataDir = flagCfg.DataDir },
+		"http-listen":          func() { cfg.HTTPListen = flagCfg.HTTPListen },
+		"amqp-listen":          func() { cfg.AMQPListen = flagCfg.AMQPListen },
+		"fsync":                func() { cfg.Fsync = flagCfg.Fsync },
+		"sync-interval":        func() { cfg.SyncInterval = flagCfg.SyncInterval },
+		"log-level":            func() { cfg.LogLevel = flagCfg.LogLevel },
+		"log-format":           func() { cfg.LogFormat = flagCfg.LogFormat },
+		"shutdown-timeout":     func() { cfg.ShutdownTimeout = flagCfg.ShutdownTimeout },
+		"pprof-listen":         func() { cfg.PprofListen = flagCfg.PprofListen },
+		"node-name":            func() { cfg.Cluster.NodeName = flagCfg.Cluster.NodeName },
+		"cluster-name":         func() { cfg.Cluster.Name = flagCfg.Cluster.Name },
+		"cluster-listen":       func() { cfg.Cluster.Listen = flagCfg.Cluster.Listen },
+		"cluster-route":        func() { cfg.Cluster.Routes = flagCfg.Cluster.Routes },
+		"nats-url":             func() { cfg.Cluster.NATSURL = flagCfg.Cluster.NATSURL },
+		"max-message-bytes":    func() { cfg.Limits.MaxMessageBytes = flagCfg.Limits.MaxMessageBytes },
+		"memory-budget":        func() { cfg.Limits.MemoryBudget = flagCfg.Limits.MemoryBudget },
+		"max-connections":      func() { cfg.Limits.MaxConnections = flagCfg.Limits.MaxConnections },
+		"pusher-app":           func() { cfg.PusherApps = flagCfg.PusherApps },
+		"websub-hub-url":       func() { cfg.WebSub.HubURL = flagCfg.WebSub.HubURL },
+		"websub-lease-default": func() { cfg.WebSub.LeaseDefault = flagCfg.WebSub.LeaseDefault },
+		"websub-lease-min":     func() { cfg.WebSub.LeaseMin = flagCfg.WebSub.LeaseMin },
+		"websub-lease-max":     func() { cfg.WebSub.LeaseMax = flagCfg.WebSub.LeaseMax },
 		"webhook-allow-private-targets": func() {
 			cfg.WebhookAllowPrivateTargets = flagCfg.WebhookAllowPrivateTargets
 		},
@@ -206,7 +233,8 @@ func Load(args []string, lookupEnv func(string) (string, bool), stderr io.Writer
 // HERALD_NODE_NAME, HERALD_CLUSTER_LISTEN, HERALD_CLUSTER_ROUTES (comma
 // separated), HERALD_NATS_URL, HERALD_PUSHER_APPS (comma separated),
 // HERALD_MAX_MESSAGE_BYTES, HERALD_MEMORY_BUDGET, HERALD_SHUTDOWN_TIMEOUT,
-// HERALD_WEBHOOK_ALLOW_PRIVATE_TARGETS (comma separated)).
+// HERALD_WEBHOOK_ALLOW_PRIVATE_TARGETS (comma separated), HERALD_WEBSUB_HUB_URL,
+// HERALD_WEBSUB_LEASE_DEFAULT, HERALD_WEBSUB_LEASE_MIN, HERALD_WEBSUB_LEASE_MAX).
 func applyEnv(cfg *Config, lookup func(string) (string, bool)) error {
 	str := map[string]*string{
 		"HERALD_DATA_DIR":       &cfg.DataDir,
@@ -218,6 +246,7 @@ func applyEnv(cfg *Config, lookup func(string) (string, bool)) error {
 		"HERALD_NODE_NAME":      &cfg.Cluster.NodeName,
 		"HERALD_CLUSTER_LISTEN": &cfg.Cluster.Listen,
 		"HERALD_NATS_URL":       &cfg.Cluster.NATSURL,
+		"HERALD_WEBSUB_HUB_URL": &cfg.WebSub.HubURL,
 	}
 	for k, p := range str {
 		if v, ok := lookup(k); ok {
@@ -243,6 +272,16 @@ func applyEnv(cfg *Config, lookup func(string) (string, bool)) error {
 			return fmt.Errorf("HERALD_MEMORY_BUDGET: %w", err)
 		}
 		cfg.Limits.MemoryBudget = n
+	}
+	for k, p := range map[string]*time.Duration{"HERALD_WEBSUB_LEASE_DEFAULT": &cfg.WebSub.LeaseDefault,
+		"HERALD_WEBSUB_LEASE_MIN": &cfg.WebSub.LeaseMin, "HERALD_WEBSUB_LEASE_MAX": &cfg.WebSub.LeaseMax} {
+		if v, ok := lookup(k); ok {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return fmt.Errorf("%s: %w", k, err)
+			}
+			*p = d
+		}
 	}
 	if v, ok := lookup("HERALD_SHUTDOWN_TIMEOUT"); ok {
 		d, err := time.ParseDuration(v)
@@ -294,6 +333,24 @@ func (c Config) Validate() error {
 	}
 	if _, err := c.WebhookAllowPrefixes(); err != nil {
 		return err
+	}
+	return c.WebSub.validate()
+}
+
+func (w WebSubConfig) validate() error {
+	if w.HubURL != "" {
+		u, err := url.Parse(w.HubURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("websub.hub_url: must be an absolute http or https URL, got %q", w.HubURL)
+		}
+	}
+	switch {
+	case w.LeaseMin < time.Second:
+		return fmt.Errorf("websub.lease_min: must be at least 1s, got %s", w.LeaseMin)
+	case w.LeaseMax < w.LeaseMin:
+		return fmt.Errorf("websub.lease_max: must not be below lease_min (%s), got %s", w.LeaseMin, w.LeaseMax)
+	case w.LeaseDefault < w.LeaseMin || w.LeaseDefault > w.LeaseMax:
+		return fmt.Errorf("websub.lease_default: must be within [lease_min %s, lease_max %s], got %s", w.LeaseMin, w.LeaseMax, w.LeaseDefault)
 	}
 	return nil
 }

@@ -46,6 +46,8 @@ func TestValidateNamesTheField(t *testing.T) {
 		"--log-level=loud":        "log_level:",
 		"--pusher-app=only-an-id": "pusher_apps[0]:",
 		"--shutdown-timeout=0s":   "shutdown_timeout:",
+		"--websub-lease-max=1m":   "websub.lease_max:",
+		"--websub-hub-url=/hub":   "websub.hub_url:",
 	} {
 		_, err := Load([]string{args}, env(nil), os.Stderr)
 		require.ErrorContains(t, err, want, args)
@@ -54,4 +56,17 @@ func TestValidateNamesTheField(t *testing.T) {
 	require.NoError(t, os.WriteFile(file, []byte("no_such_field: 1\n"), 0o600))
 	_, err := Load([]string{"--config", file}, env(nil), os.Stderr)
 	require.ErrorContains(t, err, "no_such_field")
+}
+
+func TestWebSubSettings(t *testing.T) {
+	t.Parallel()
+	cfg, err := Load(nil, env(nil), os.Stderr)
+	require.NoError(t, err)
+	require.Equal(t, WebSubConfig{LeaseDefault: 240 * time.Hour, LeaseMin: 5 * time.Minute, LeaseMax: 720 * time.Hour}, cfg.WebSub)
+	file := filepath.Join(t.TempDir(), "herald.yaml")
+	require.NoError(t, os.WriteFile(file, []byte("websub:\n  hub_url: https://hub.example/websub/hub\n  lease_max: 48h\n"), 0o600))
+	cfg, err = Load([]string{"--config", file, "--websub-lease-default=1h"},
+		env(map[string]string{"HERALD_WEBSUB_LEASE_MIN": "1m"}), os.Stderr)
+	require.NoError(t, err)
+	require.Equal(t, WebSubConfig{HubURL: "https://hub.example/websub/hub", LeaseDefault: time.Hour, LeaseMin: time.Minute, LeaseMax: 48 * time.Hour}, cfg.WebSub)
 }

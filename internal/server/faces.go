@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"github.com/heraldhq/herald/internal/httpapi"
 	"github.com/heraldhq/herald/internal/realtime"
 	"github.com/heraldhq/herald/internal/webhook"
+	"github.com/heraldhq/herald/internal/websub"
 )
 
 // Version is reported by the faces (server properties, /api/overview).
@@ -29,19 +31,29 @@ func (s *Server) startFaces(ctx context.Context, mux *http.ServeMux) error {
 	if err != nil {
 		return err
 	}
+	var hub *websub.Hub // assigned before wh.Start, so OnGone sees it
 	wh, err := webhook.New(webhook.Config{
 		Broker:       s.Broker,
 		Logger:       s.log.With("face", "webhook"),
 		AllowPrivate: allow,
+		OnGone:       func(sub webhook.Subscription) { hub.Gone(sub.ID) },
 	})
 	if err != nil {
 		return fmt.Errorf("configuring webhook face: %w", err)
+	}
+	if hub, err = s.newWebSubHub(wh); err != nil {
+		return err
 	}
 	if err := wh.Start(ctx); err != nil {
 		return fmt.Errorf("starting webhook face: %w", err)
 	}
 	s.faces = append(s.faces, face{name: "webhook", stop: wh.Stop})
 	wh.Mount(mux)
+	if err := hub.Start(ctx); err != nil {
+		return fmt.Errorf("starting websub hub: %w", err)
+	}
+	s.faces = append(s.faces, face{name: "websub", stop: hub.Stop})
+	hub.Mount(mux)
 
 	apps := make([]realtime.App, 0, len(s.cfg.PusherApps))
 	for i, spec := range s.cfg.PusherApps {
@@ -88,4 +100,24 @@ func (s *Server) startFaces(ctx context.Context, mux *http.ServeMux) error {
 		s.log.Info("amqp listening", "addr", s.cfg.AMQPListen)
 	}
 	return nil
+}
+
+// newWebSubHub configures the WebSub hub; it distributes through wh.
+func (s *Server) newWebSubHub(wh *webhook.Service) (*websub.Hub, error) {
+	hub, err := websub.New(websub.Config{
+		Broker:          s.Broker,
+		Distributor:     websub.WebhookDistributor(wh, webhook.Spec{}),
+		CheckURL:        wh.Guard().CheckURL,
+		Client:          wh.Guard().Client(),
+		Logger:          s.log.With("face", "websub"),
+		HubURL:          s.cfg.WebSub.HubURL,
+		LeaseDefault:    s.cfg.WebSub.LeaseDefault,
+		LeaseMin:        s.cfg.WebSub.LeaseMin,
+		LeaseMax:        s.cfg.WebSub.LeaseMax,
+		MaxContentBytes: min(1<<20, cmp.Or(s.cfg.Limits.MaxMessageBytes, 16<<20)),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("configuring websub hub: %w", err)
+	}
+	return hub, nil
 }
