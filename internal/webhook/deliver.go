@@ -15,29 +15,31 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/heraldhq/herald/internal/broker"
 )
 
 // signer signs deliveries with the current secret and, during the grace
-// period of a rotation, the previous one.
+// period of a rotation, the previous one. Its HMAC states are pooled.
 type signer struct {
 	format    Format
 	key, prev []byte // Standard Webhooks keys
 	prevUntil time.Time
 	raw       []byte // WebSub secret
+	macs      [2]sync.Pool
 }
 
-func newSigner(rec record) (signer, error) {
-	sg := signer{format: rec.Sub.Format}
+func newSigner(rec record) (*signer, error) {
+	sg := &signer{format: rec.Sub.Format}
 	if rec.Sub.Format == FormatWebSub {
 		sg.raw = []byte(rec.Sub.Secret)
 		return sg, nil
 	}
 	k, err := signingKey(rec.Sub.Secret)
 	if err != nil {
-		return signer{}, err
+		return nil, err
 	}
 	sg.key = k
 	if rec.PrevSecret != "" {
@@ -48,31 +50,43 @@ func newSigner(rec record) (signer, error) {
 	return sg, nil
 }
 
+// sum appends hmac-sha256(key, parts...) to dst, with a pooled HMAC state.
+func (sg *signer) sum(dst []byte, i int, key []byte, parts ...[]byte) []byte {
+	m, ok := sg.macs[i].Get().(hash.Hash)
+	if ok {
+		m.Reset()
+	} else {
+		m = hmac.New(sha256.New, key)
+	}
+	for _, p := range parts {
+		m.Write(p)
+	}
+	dst = m.Sum(dst)
+	sg.macs[i].Put(m)
+	return dst
+}
+
+var dot = []byte{'.'}
+
 // standardSignature returns the webhook-signature header value:
 // "v1,<base64 hmac-sha256(key, id.timestamp.body)>", space separated when
 // a previous secret is still valid.
 func (sg *signer) standardSignature(id, ts string, body []byte, now time.Time) string {
-	sig := func(key []byte) string {
-		m := hmac.New(sha256.New, key)
-		m.Write([]byte(id))
-		m.Write([]byte{'.'})
-		m.Write([]byte(ts))
-		m.Write([]byte{'.'})
-		m.Write(body)
-		return "v1," + base64.StdEncoding.EncodeToString(m.Sum(nil))
-	}
-	s := sig(sg.key)
+	var buf [128]byte
+	var sum [sha256.Size]byte
+	out := append(buf[:0], "v1,"...)
+	out = base64.StdEncoding.AppendEncode(out, sg.sum(sum[:0], 0, sg.key, []byte(id), dot, []byte(ts), dot, body))
 	if sg.prev != nil && now.Before(sg.prevUntil) {
-		s += " " + sig(sg.prev)
+		out = append(out, " v1,"...)
+		out = base64.StdEncoding.AppendEncode(out, sg.sum(sum[:0], 1, sg.prev, []byte(id), dot, []byte(ts), dot, body))
 	}
-	return s
+	return string(out)
 }
 
 // hubSignature returns X-Hub-Signature's value: sha256=<hex hmac(secret, body)>.
 func (sg *signer) hubSignature(body []byte) string {
-	m := hmac.New(sha256.New, sg.raw)
-	m.Write(body)
-	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+	var sum [sha256.Size]byte
+	return "sha256=" + hex.EncodeToString(sg.sum(sum[:0], 0, sg.raw, body))
 }
 
 // prepared is an event ready to be posted.
@@ -211,14 +225,18 @@ func (r *run) attempt(ev *prepared) result {
 		return res
 	}
 	res.status = resp.StatusCode
-	snip := make([]byte, r.d.s.cfg.SnippetBytes)
+	bp := r.d.s.snips.Get().(*[]byte)
+	snip := *bp
 	n, _ := io.ReadFull(resp.Body, snip)
-	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10) // lets the connection be reused
+	if n == len(snip) {
+		_, _ = io.CopyN(io.Discard, resp.Body, 64<<10) // lets the connection be reused
+	}
 	_ = resp.Body.Close()
 	res.latency = time.Since(now)
 	if n > 0 {
 		res.snippet = strings.ToValidUTF8(string(snip[:n]), "\uFFFD")
 	}
+	r.d.s.snips.Put(bp)
 	res.ok = resp.StatusCode >= 200 && resp.StatusCode < 300
 	res.gone = r.sub.Format == FormatWebSub && resp.StatusCode == http.StatusGone
 	return res

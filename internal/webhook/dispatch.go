@@ -39,6 +39,7 @@ type dispatcher struct {
 	cur         *run
 	streak      int       // consecutive failed attempts
 	streakSince time.Time // time of the first of them
+	tripped     bool      // the breaker tripped in this run
 }
 
 func newDispatcher(s *Service, rec record) *dispatcher {
@@ -81,7 +82,7 @@ func (d *dispatcher) startLocked() error {
 	}
 	d.mu.Lock()
 	d.cur = r
-	d.streak = 0
+	d.streak, d.tripped = 0, false
 	d.mu.Unlock()
 	return nil
 }
@@ -136,8 +137,9 @@ func (d *dispatcher) remove(ctx context.Context) {
 	d.haltLocked(ctx)
 }
 
-// failed counts a failed attempt for the circuit breaker; it reports whether
-// the breaker trips (once).
+// failed counts a failed attempt for the circuit breaker; it reports true
+// (once per run) when the last BreakerFailures attempts all failed and the
+// first of them is at least BreakerPeriod old.
 func (d *dispatcher) failed(now time.Time) bool {
 	n := d.s.cfg.BreakerFailures
 	d.mu.Lock()
@@ -146,7 +148,11 @@ func (d *dispatcher) failed(now time.Time) bool {
 		d.streakSince = now
 	}
 	d.streak++
-	return n > 0 && d.streak == n || n > 0 && d.streak > n && d.streak%n == 0 && now.Sub(d.streakSince) >= d.s.cfg.BreakerPeriod
+	if n <= 0 || d.tripped || d.streak < n || now.Sub(d.streakSince) < d.s.cfg.BreakerPeriod {
+		return false
+	}
+	d.tripped = true
+	return true
 }
 
 func (d *dispatcher) succeeded() {
@@ -187,7 +193,7 @@ func fullJitter(ceil time.Duration) time.Duration { return time.Duration(rand.In
 type run struct {
 	d      *dispatcher
 	sub    Subscription
-	signer signer
+	signer *signer
 	ctx    context.Context // cancelled when the drain times out
 	cancel context.CancelFunc
 	quit   chan struct{} // closed when the run stops taking work

@@ -155,6 +155,7 @@ func (g *TargetGuard) newClient() *http.Client {
 		Proxy:                 nil, // a proxy would hide the target address from the guard
 		DialContext:           g.Dialer().DialContext,
 		ForceAttemptHTTP2:     true,
+		DisableCompression:    true, // the response is only sampled
 		MaxIdleConns:          4096,
 		MaxIdleConnsPerHost:   1024,
 		IdleConnTimeout:       90 * time.Second,

@@ -26,6 +26,7 @@ type Service struct {
 	state int // 0 new, 1 running, 2 stopped
 
 	bg     sync.WaitGroup                         // background work (breaker trips, 410 removals)
+	snips  sync.Pool                              // *[]byte of SnippetBytes, for response snippets
 	jitter func(ceil time.Duration) time.Duration // the backoff's random part; tests replace it
 
 	ctx    context.Context // cancelled by Stop after the drain
@@ -76,6 +77,7 @@ func New(cfg Config) (*Service, error) {
 		subs:   map[string]*dispatcher{},
 		jitter: fullJitter,
 	}
+	s.snips.New = func() any { b := make([]byte, cfg.SnippetBytes); return &b }
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
 }

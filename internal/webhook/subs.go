@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/heraldhq/herald/internal/broker"
@@ -169,14 +170,11 @@ func (s *Service) Stop(ctx context.Context) {
 		ds = append(ds, d)
 	}
 	s.mu.Unlock()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for _, d := range ds {
-			d.halt(ctx)
-		}
-	}()
-	<-done
+	var wg sync.WaitGroup
+	for _, d := range ds {
+		wg.Go(func() { d.halt(ctx) })
+	}
+	wg.Wait()
 	s.cancel()
 	s.bg.Wait()
 	s.guard.Close()
