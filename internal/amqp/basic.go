@@ -325,6 +325,15 @@ func (ch *channel) settleMethod(m wire.Method, tag uint64, multiple, ack, requeu
 		for _, e := range ents {
 			tx.settles = append(tx.settles, txSettle{tag: e.tag, d: e.d, ack: ack, requeue: requeue})
 		}
+	} else if ack && len(ents) > 1 {
+		// One queue lock and one batch of log deletes per queue.
+		ds := ch.settleDs[:0]
+		for _, e := range ents {
+			ds = append(ds, e.d)
+		}
+		broker.AckAll(ds)
+		clear(ds)
+		ch.settleDs = ds[:0]
 	} else {
 		for _, e := range ents {
 			if ack {
@@ -482,8 +491,9 @@ func (ch *channel) publish(exchange, key string, mandatory, immediate bool, prop
 	if mandatory && !res.Routed {
 		ch.sendReturn(exchange, key, msg)
 	}
-	conf.release()
-	c.out.confirmsReady(ch)
+	if conf.release() {
+		c.out.confirmsReady(ch)
+	}
 	return nil
 }
 

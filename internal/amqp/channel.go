@@ -23,7 +23,8 @@ type channel struct {
 	conf      *confirmer // non-nil in confirm mode
 	tx        *txState   // non-nil in tx mode
 	content   contentState
-	settle    []unackedEntry // scratch for multiple acks
+	settle    []unackedEntry     // scratch for multiple acks
+	settleDs  []*broker.Delivery // scratch for multiple acks
 
 	confirmDirty bool // guarded by outbound.mu
 

@@ -36,11 +36,15 @@ func (c *confirmer) begin() uint64 {
 	return seq
 }
 
-// release lets the held publish be confirmed.
-func (c *confirmer) release() {
+// release lets the held publish be confirmed. It reports whether a confirm
+// can be emitted now (the oldest publish is complete); otherwise the next
+// completion will say so.
+func (c *confirmer) release() (ready bool) {
 	c.mu.Lock()
 	c.hold = 0
+	ready = len(c.st) > 0 && c.st[0] != confPending
 	c.mu.Unlock()
+	return ready
 }
 
 // complete records the outcome of publish seq.

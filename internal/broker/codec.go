@@ -27,7 +27,11 @@ type stored struct {
 }
 
 func encodeStored(exchange, key string, m *Message) []byte {
-	buf := make([]byte, 0, 64+len(m.Body))
+	return appendStored(make([]byte, 0, 64+len(m.Body)), exchange, key, m)
+}
+
+// appendStored appends the stored form of m to buf.
+func appendStored(buf []byte, exchange, key string, m *Message) []byte {
 	buf = append(buf, codecVersion, 0)
 	buf = appendStr8(buf, exchange)
 	buf = appendStr8(buf, key)

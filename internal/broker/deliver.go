@@ -67,9 +67,11 @@ func (l *limiterState) tryAcquire(q *queue) bool {
 	return true
 }
 
-func (l *limiterState) release() {
+func (l *limiterState) release() { l.releaseN(1) }
+
+func (l *limiterState) releaseN(n int) {
 	l.mu.Lock()
-	l.used--
+	l.used -= n
 	l.mu.Unlock()
 	l.wake()
 }
@@ -144,6 +146,69 @@ func (q *queue) settle(t *ticket, ack, requeue bool) {
 	q.mu.Unlock()
 	if t.lim != nil {
 		t.lim.release()
+	}
+	q.flush()
+}
+
+// AckAll acknowledges ds in order, as if Ack were called on each (AMQP
+// basic.ack with multiple=true), except that each run of deliveries from
+// one queue takes that queue's lock once and queues its log deletes as one
+// batch. Deliveries already settled are skipped.
+func AckAll(ds []*Delivery) {
+	for i := 0; i < len(ds); {
+		t, ok := ds[i].settle.(*ticket)
+		if !ok {
+			_ = ds[i].Ack()
+			i++
+			continue
+		}
+		j := i + 1
+		for j < len(ds) {
+			if u, ok := ds[j].settle.(*ticket); !ok || u.q != t.q {
+				break
+			}
+			j++
+		}
+		t.q.ackRun(ds[i:j])
+		i = j
+	}
+}
+
+// ackRun acknowledges deliveries of q (each settled by a *ticket of q).
+func (q *queue) ackRun(ds []*Delivery) {
+	var lim *Limiter
+	limN := 0
+	q.mu.Lock()
+	for _, d := range ds {
+		t := d.settle.(*ticket)
+		if !t.done.CompareAndSwap(false, true) {
+			continue
+		}
+		e := t.e
+		q.unacked--
+		q.unackBytes -= int64(e.size)
+		if t.c != nil {
+			t.c.unacked--
+		}
+		q.b.stats.acked.Add(1)
+		q.releaseLocked(e, true)
+		if t.lim != nil {
+			if lim != nil && t.lim != lim {
+				// Deliveries of one channel share its limiter; release a
+				// different one at once rather than keep a set.
+				q.mu.Unlock()
+				t.lim.release()
+				q.mu.Lock()
+				continue
+			}
+			lim = t.lim
+			limN++
+		}
+	}
+	q.kickLocked()
+	q.mu.Unlock()
+	if lim != nil {
+		lim.releaseN(limN)
 	}
 	q.flush()
 }
@@ -315,7 +380,7 @@ func (q *queue) dispatch() {
 func (q *queue) deliveryLocked(e *entry, c *consumerState, lim *Limiter) *Delivery {
 	e.deliveries++
 	q.b.stats.delivered.Add(1)
-	d := &Delivery{Queue: q.name, Exchange: e.exchange, RoutingKey: e.key, Redelivered: e.deliveries > 1, Message: e.msg}
+	d := Delivery{Queue: q.name, Exchange: e.exchange, RoutingKey: e.key, Redelivered: e.deliveries > 1, Message: e.msg}
 	if d.Redelivered {
 		q.b.stats.redelivered.Add(1)
 	}
@@ -323,25 +388,36 @@ func (q *queue) deliveryLocked(e *entry, c *consumerState, lim *Limiter) *Delive
 		d.ConsumerTag = c.tag
 	}
 	if c != nil && c.opts.NoAck {
+		nd := new(Delivery)
+		*nd = d
 		msg := e.msg
 		q.releaseLocked(e, true)
-		d.Message = msg
+		nd.Message = msg
 		if msg == nil {
 			// Paged out: load it before the log copy is deleted.
-			q.outbox = q.outbox[:len(q.outbox)-1]
-			d.settle = &pagedNoAck{q: q, e: e}
+			q.deletes = q.deletes[:len(q.deletes)-1]
+			nd.settle = &pagedNoAck{q: q, e: e}
 		} else {
-			d.settle = settled{}
+			nd.settle = settled{}
 		}
-		return d
+		return nd
 	}
 	q.unacked++
 	q.unackBytes += int64(e.size)
 	if c != nil {
 		c.unacked++
 	}
-	d.settle = &ticket{q: q, e: e, c: c, lim: lim}
-	return d
+	// One allocation for the delivery and its ticket.
+	dt := &ticketedDelivery{d: d, t: ticket{q: q, e: e, c: c, lim: lim}}
+	dt.d.settle = &dt.t
+	return &dt.d
+}
+
+// ticketedDelivery is a delivery awaiting settlement and its ticket,
+// allocated together.
+type ticketedDelivery struct {
+	d Delivery
+	t ticket
 }
 
 // pagedNoAck marks a no-ack delivery whose body must be read from the log

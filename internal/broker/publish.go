@@ -127,6 +127,12 @@ func dedupKeyOf(m *Message) string {
 	return fmt.Sprint(v)
 }
 
+// storeBufs holds encoding buffers for store; buffers that grew past
+// maxPooledStoreBuf (large messages) are left to the GC.
+var storeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+const maxPooledStoreBuf = 64 << 10
+
 // store writes m to each queue's log and enqueues it when acknowledged.
 func (b *core) store(qs []*queue, exchange, key string, m *Message, done func(error)) PublishResult {
 	if len(qs) == 0 {
@@ -135,7 +141,16 @@ func (b *core) store(qs []*queue, exchange, key string, m *Message, done func(er
 		}
 		return PublishResult{}
 	}
-	data := encodeStored(exchange, key, m)
+	// The engine copies data before AppendAsync returns, so one pooled
+	// buffer serves every queue of this publish.
+	bp := storeBufs.Get().(*[]byte)
+	data := appendStored((*bp)[:0], exchange, key, m)
+	defer func() {
+		if cap(data) <= maxPooledStoreBuf {
+			*bp = data[:0]
+			storeBufs.Put(bp)
+		}
+	}()
 	size := len(m.Body)
 	now := b.cfg.Now().UnixMilli()
 	var msgTTL int64 = -1

@@ -62,7 +62,8 @@ type queue struct {
 	maxSeq      uint64
 	scanning    bool         // cluster: rebuilding the index after taking leadership
 	tailBuf     []engine.Msg // cluster: messages tailed while scanning
-	outbox      []func()     // work to run after unlocking (dead-letters, deletes)
+	outbox      []func()     // work to run after unlocking (dead-letters)
+	deletes     []uint64     // log sequences to delete after unlocking
 }
 
 func newQueue(b *core, vh *vhost, rec queueRec, args queueArgs) *queue {
@@ -101,17 +102,28 @@ func (q *queue) info() QueueInfo {
 func (q *queue) flush() {
 	for {
 		q.mu.Lock()
-		work := q.outbox
-		q.outbox = nil
+		work, dels := q.outbox, q.deletes
+		q.outbox, q.deletes = nil, nil
 		q.mu.Unlock()
-		if len(work) == 0 {
+		if len(work) == 0 && len(dels) == 0 {
 			return
+		}
+		if len(dels) > 0 {
+			q.b.eng.DeleteAsyncMany(q.logName, dels)
+			q.mu.Lock()
+			if q.deletes == nil { // reuse the buffer: the engine copied dels
+				q.deletes = dels[:0]
+			}
+			q.mu.Unlock()
 		}
 		for _, f := range work {
 			f()
 		}
 	}
 }
+
+// flushPendingLocked reports whether flush has work.
+func (q *queue) flushPendingLocked() bool { return len(q.outbox) > 0 || len(q.deletes) > 0 }
 
 func (q *queue) level(prio uint8) int {
 	if int(prio) >= len(q.ready) {
@@ -217,7 +229,7 @@ func (q *queue) stored(e *entry, admitted bool) {
 	q.enforceLengthLocked()
 	q.armTTLLocked()
 	q.kickLocked()
-	pending := len(q.outbox) > 0
+	pending := q.flushPendingLocked()
 	q.mu.Unlock()
 	if pending {
 		q.b.later(q.flush) // never block the engine's acknowledgement goroutine
@@ -247,8 +259,7 @@ func (q *queue) releaseLocked(e *entry, deleteFromLog bool) {
 	}
 	q.dropDedupLocked(e.dedup)
 	if deleteFromLog {
-		log, seq := q.logName, e.seq
-		q.outbox = append(q.outbox, func() { q.b.eng.DeleteAsync(log, seq) })
+		q.deletes = append(q.deletes, e.seq)
 	}
 }
 

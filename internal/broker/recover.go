@@ -158,7 +158,7 @@ func (b *core) onTail(vh *vhost, prefix string, m engine.Msg) {
 	q.enforceLengthLocked()
 	q.armTTLLocked()
 	q.kickLocked()
-	pending := len(q.outbox) > 0
+	pending := q.flushPendingLocked()
 	q.mu.Unlock()
 	if pending {
 		b.later(q.flush)

@@ -148,6 +148,11 @@ func (e *Engine) Delete(ctx context.Context, log string, seq uint64) error {
 // error.
 func (e *Engine) DeleteAsync(log string, seq uint64) { e.deleteAsync(log, seq) }
 
+// DeleteAsyncMany is DeleteAsync for several sequences of one log, queued
+// together (one lock and one wake-up for the batch). It blocks while
+// MaxPending deletes are pending, then queues the whole batch.
+func (e *Engine) DeleteAsyncMany(log string, seqs []uint64) { e.deleteAsyncMany(log, seqs) }
+
 // Purge removes the messages of subject (a literal subject or a wildcard
 // filter; "" means all) with sequence < upTo (0 means all). It returns how many
 // were removed.

@@ -78,19 +78,20 @@ func newDeleter(r *run, limit int) (*deleter, error) {
 	return d, nil
 }
 
-// add queues one delete, blocking while limit deletes are pending.
-func (d *deleter) add(log string, seq uint64) {
+// add queues deletes of one log, blocking while limit deletes are pending
+// (a batch is then queued whole, so n may pass limit by one batch).
+func (d *deleter) add(log string, seqs ...uint64) {
 	d.mu.Lock()
 	for d.n >= d.limit && !d.closed {
 		d.cond.Wait()
 	}
 	if d.closed {
 		d.mu.Unlock()
-		d.r.log.Debug("delete dropped: engine stopping", "log", log, "seq", seq)
+		d.r.log.Debug("delete dropped: engine stopping", "log", log, "count", len(seqs))
 		return
 	}
-	d.pending[log] = append(d.pending[log], seq)
-	d.n++
+	d.pending[log] = append(d.pending[log], seqs...)
+	d.n += len(seqs)
 	d.mu.Unlock()
 	select {
 	case d.wake <- struct{}{}:

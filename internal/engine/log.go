@@ -259,6 +259,18 @@ func (e *impl) deleteAsync(log string, seq uint64) {
 	r.del.add(log, seq)
 }
 
+func (e *impl) deleteAsyncMany(log string, seqs []uint64) {
+	if len(seqs) == 0 {
+		return
+	}
+	r, err := e.running()
+	if err != nil {
+		e.log.Debug("deletes dropped: engine stopped", "log", log, "count", len(seqs))
+		return
+	}
+	r.del.add(log, seqs...)
+}
+
 func (e *impl) purge(ctx context.Context, log, subject string, upTo uint64) (uint64, error) {
 	r, err := e.running()
 	if err != nil {

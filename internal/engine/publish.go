@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/nats-io/nats.go"
 )
@@ -42,6 +43,7 @@ type publisher struct {
 	window     uint64
 	retry      bool // clustered: republish after "no responders" (leader elections)
 	prefix     string
+	replyBuf   []byte // prefix + id, rebuilt under mu for each publish
 	sub        *nats.Subscription
 	slots      chan struct{} // one token per append in flight
 	kick       chan struct{} // cap 1: the maintenance goroutine should pop
@@ -81,19 +83,21 @@ const (
 
 func newPublisher(r *run, window int, retry bool) (*publisher, error) {
 	p := &publisher{
-		r:       r,
-		window:  uint64(window),
-		retry:   retry,
-		prefix:  r.nc.NewInbox() + ".",
-		slots:   make(chan struct{}, window),
-		kick:    make(chan struct{}, 1),
-		stopped: make(chan struct{}),
-		abort:   make(chan struct{}),
-		done:    make(chan struct{}),
-		ring:    make([]pendingAppend, window),
-		head:    1,
-		next:    1,
+		r:        r,
+		window:   uint64(window),
+		retry:    retry,
+		prefix:   r.nc.NewInbox() + ".",
+		slots:    make(chan struct{}, window),
+		kick:     make(chan struct{}, 1),
+		stopped:  make(chan struct{}),
+		abort:    make(chan struct{}),
+		done:     make(chan struct{}),
+		ring:     make([]pendingAppend, window),
+		replyBuf: make([]byte, 0, 64),
+		head:     1,
+		next:     1,
 	}
+	p.replyBuf = append(p.replyBuf, p.prefix...)
 	p.ackTimeout.Store(int64(asyncAckTimeout))
 	var err error
 	p.sub, err = r.nc.Subscribe(p.prefix+"*", p.onAck)
@@ -131,7 +135,7 @@ func (p *publisher) publish(subject string, data []byte, done func(uint64, error
 	if p.retry {
 		e.data = slices.Clone(data)
 	}
-	err := p.r.nc.PublishRequest(subject, p.reply(id), data)
+	err := p.r.nc.PublishRequest(subject, p.replyLocked(id), data)
 	if err != nil {
 		e.state, e.err = stateComplete, fmt.Errorf("engine: appending to %q: %w", subject, mapNatsErr(err))
 	}
@@ -142,10 +146,13 @@ func (p *publisher) publish(subject string, data []byte, done func(uint64, error
 	return nil
 }
 
-func (p *publisher) reply(id uint64) string {
-	buf := make([]byte, 0, len(p.prefix)+20)
-	buf = append(buf, p.prefix...)
-	return string(strconv.AppendUint(buf, id, 10))
+// replyLocked returns the reply subject for id without allocating: a view
+// of replyBuf, valid until the next call. PublishRequest copies the subject
+// into the connection's buffer before it returns, so the view never outlives
+// the critical section. Caller holds mu.
+func (p *publisher) replyLocked(id uint64) string {
+	p.replyBuf = strconv.AppendUint(p.replyBuf[:len(p.prefix)], id, 10)
+	return unsafe.String(unsafe.SliceData(p.replyBuf), len(p.replyBuf))
 }
 
 func (p *publisher) wake() {
@@ -212,7 +219,7 @@ func (p *publisher) republish(id uint64) {
 		p.mu.Unlock()
 		return
 	}
-	if err := p.r.nc.PublishRequest(e.subject, p.reply(id), e.data); err != nil {
+	if err := p.r.nc.PublishRequest(e.subject, p.replyLocked(id), e.data); err != nil {
 		e.state, e.err = stateComplete, fmt.Errorf("engine: appending to %q: %w", e.subject, mapNatsErr(err))
 	}
 	p.mu.Unlock()
