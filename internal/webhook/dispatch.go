@@ -201,7 +201,7 @@ type run struct {
 	mu     sync.Mutex
 	closed bool
 	work   chan *broker.Delivery // from the consumer
-	exec   chan *broker.Delivery // ordering: from the router to the workers
+	exec   chan keyed            // ordering: from the router to the workers
 	keyEnd chan string           // ordering: a key's event is settled
 	cons   *broker.Consumer
 	wg     sync.WaitGroup
@@ -215,17 +215,17 @@ func newRun(d *dispatcher, rec record) (*run, error) {
 	}
 	r := &run{d: d, sub: sub, signer: sg, quit: make(chan struct{}), work: make(chan *broker.Delivery, sub.Concurrency)}
 	r.ctx, r.cancel = context.WithCancel(d.s.ctx)
-	next := r.work
+	worker := r.worker
 	if sub.OrderingKey != "" {
-		r.exec = make(chan *broker.Delivery, sub.Concurrency)
+		r.exec = make(chan keyed, sub.Concurrency)
 		r.keyEnd = make(chan string, sub.Concurrency)
-		next = r.exec
+		worker = r.orderedWorker
 		r.wg.Add(1)
 		go r.route()
 	}
 	r.wg.Add(sub.Concurrency)
 	for range sub.Concurrency {
-		go r.worker(next)
+		go worker()
 	}
 	cons, err := d.s.b.Consume(r.ctx, sub.VHost, d.q, broker.ConsumeOptions{
 		Prefetch: sub.Concurrency,
@@ -286,37 +286,61 @@ func (r *run) stop(ctx context.Context) {
 		<-done
 	}
 	r.cancel()
-	for _, ch := range []chan *broker.Delivery{r.work, r.exec} {
-		for ch != nil {
-			select {
-			case dl := <-ch:
-				_ = dl.Nack(true)
-			default:
-				ch = nil
-			}
+	for {
+		select {
+		case dl := <-r.work:
+			_ = dl.Nack(true)
+			continue
+		case k := <-r.exec: // nil (never ready) without ordering
+			_ = k.dl.Nack(true)
+			continue
+		default:
 		}
+		break
 	}
 }
 
-func (r *run) worker(in chan *broker.Delivery) {
+func (r *run) worker() {
 	defer r.wg.Done()
 	for {
 		select {
 		case <-r.quit:
 			return
-		case dl := <-in:
+		case dl := <-r.work:
 			if r.stopping() {
 				_ = dl.Nack(true)
 				continue
 			}
-			if r.sub.OrderingKey == "" {
-				r.handle(dl)
+			r.handle(dl)
+		}
+	}
+}
+
+// keyed is an event the router hands to an ordered worker.
+type keyed struct {
+	dl      *broker.Delivery
+	key     string
+	ordered bool // false: the event has no ordering key value
+}
+
+func (r *run) orderedWorker() {
+	defer r.wg.Done()
+	for {
+		select {
+		case <-r.quit:
+			return
+		case k := <-r.exec:
+			if r.stopping() {
+				_ = k.dl.Nack(true)
 				continue
 			}
-			key, _ := orderingKey(dl, r.sub.OrderingKey)
-			r.handleInPlace(dl)
+			if !k.ordered {
+				r.handle(k.dl)
+				continue
+			}
+			r.handleInPlace(k.dl)
 			select {
-			case r.keyEnd <- key:
+			case r.keyEnd <- k.key:
 			case <-r.quit:
 			}
 		}
@@ -324,7 +348,8 @@ func (r *run) worker(in chan *broker.Delivery) {
 }
 
 // route (ordering only) hands each key's events to the workers one at a
-// time, in queue order; events without the key are not ordered.
+// time, in queue order; events without the key are not ordered. At most
+// Concurrency deliveries are unacked, so sends on exec never block.
 func (r *run) route() {
 	defer r.wg.Done()
 	waiting := map[string][]*broker.Delivery{} // a key present here is in flight
@@ -340,14 +365,15 @@ func (r *run) route() {
 		case dl := <-r.work:
 			key, ok := orderingKey(dl, r.sub.OrderingKey)
 			if !ok {
-				key = "\x00" + newID() // unordered: a key of its own
+				r.exec <- keyed{dl: dl}
+				continue
 			}
 			if l, busy := waiting[key]; busy {
 				waiting[key] = append(l, dl)
 				continue
 			}
 			waiting[key] = nil
-			r.exec <- dl // cannot block: at most Concurrency deliveries are unacked
+			r.exec <- keyed{dl: dl, key: key, ordered: true}
 		case key := <-r.keyEnd:
 			l := waiting[key]
 			if len(l) == 0 {
@@ -355,7 +381,7 @@ func (r *run) route() {
 				continue
 			}
 			waiting[key] = l[1:]
-			r.exec <- l[0]
+			r.exec <- keyed{dl: l[0], key: key, ordered: true}
 		}
 	}
 }
