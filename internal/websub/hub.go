@@ -134,9 +134,10 @@ func (h *Hub) Start(ctx context.Context) error {
 	return nil
 }
 
-// Stop stops accepting requests, lets running verifications and fetches
-// finish until ctx is done, then cancels them. Queued ones are dropped
-// (their subscribers retry). Safe to call twice or before Start.
+// Stop stops accepting requests and lets the running and queued
+// verifications, denials and fetches finish until ctx is done; then the
+// rest are cancelled (their subscribers and publishers retry). Safe to
+// call twice or before Start.
 func (h *Hub) Stop(ctx context.Context) {
 	prev := h.state.Swap(2)
 	if prev != 1 {

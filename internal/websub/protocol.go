@@ -335,11 +335,12 @@ func (h *Hub) fetchAndPublish(ctx context.Context, topic string) {
 	h.mu.Lock()
 	ts := h.topics[topic]
 	var vhost, exchange string
+	subs := 0
 	if ts != nil {
-		vhost, exchange = ts.vhost, ts.exchange
+		vhost, exchange, subs = ts.vhost, ts.exchange, ts.subs
 	}
 	h.mu.Unlock()
-	if ts == nil {
+	if subs == 0 {
 		h.log.Debug("websub publish for a topic without subscribers", "topic", topic)
 		return
 	}
