@@ -402,6 +402,33 @@ func TestConnectionBlocked(t *testing.T) {
 	eventually(t, func() bool { q, _ := env.b.Queue("/", "flow"); return q.Messages == 1 }, "publish resumes")
 }
 
+// TestCloseWhileBlocked is amqp091-go's TestConnection_Close_WhenMemoryAlarmIsActive
+// (which needs rabbitmqctl): a client closing its connection while a publish
+// is held by the alarm gets a timely error, and the server, which is not
+// reading that socket, notices when its heartbeats fail and drops the
+// connection instead of keeping it until the alarm clears.
+func TestCloseWhileBlocked(t *testing.T) {
+	t.Parallel()
+	_, env := setup(t)
+	conn, err := amqp091.DialConfig(env.url, amqp091.Config{Heartbeat: time.Second})
+	require.NoError(t, err)
+	ch, err := conn.Channel()
+	require.NoError(t, err)
+	blocks := conn.NotifyBlocked(make(chan amqp091.Blocking, 1))
+	_, err = ch.QueueDeclare("held", false, false, false, false, nil)
+	require.NoError(t, err)
+	env.b.SetAlarm(true, "memory alarm: test")
+	t.Cleanup(func() { env.b.SetAlarm(false, "") })
+	require.True(t, (<-blocks).Active)
+	publish(t, ch, "", "held", "held")
+	start := time.Now()
+	require.Error(t, conn.CloseDeadline(time.Now().Add(time.Second)), "close-ok cannot come while the publish is held")
+	require.True(t, conn.IsClosed())
+	require.Less(t, time.Since(start), 5*time.Second)
+	eventually(t, func() bool { return len(env.b.Connections()) == 0 }, "server dropped the connection")
+	t.Logf("server dropped the connection %v after the client closed it", time.Since(start))
+}
+
 func TestAuthentication(t *testing.T) {
 	t.Parallel()
 	_, env := setup(t)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -36,16 +37,24 @@ type bundle struct {
 	eng  *engine.Engine
 	addr string // host:port of the AMQP listener
 	url  string // amqp://guest:guest@addr/
+	stop func() // stops server, broker and engine now (also done when the test ends)
 }
 
 // setup starts an embedded engine, a broker and an AMQP server on a random
 // loopback port, all stopped when the test ends.
 func setup(t testing.TB, mods ...func(*amqp.Config)) (*amqp.Server, *bundle) {
 	t.Helper()
+	return setupAt(t, t.TempDir(), mods...)
+}
+
+// setupAt is setup on the data directory dir: a restart is bundle.stop, then
+// setupAt on the same directory.
+func setupAt(t testing.TB, dir string, mods ...func(*amqp.Config)) (*amqp.Server, *bundle) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(bg, 30*time.Second)
 	defer cancel()
 	log := testLogger()
-	eng, err := engine.New(engine.Config{DataDir: t.TempDir(), Logger: log})
+	eng, err := engine.New(engine.Config{DataDir: dir, Logger: log})
 	require.NoError(t, err)
 	require.NoError(t, eng.Start(ctx))
 	b, err := broker.New(broker.Config{Engine: eng, Logger: log})
@@ -58,15 +67,16 @@ func setup(t testing.TB, mods ...func(*amqp.Config)) (*amqp.Server, *bundle) {
 	srv, err := amqp.NewServer(cfg)
 	require.NoError(t, err)
 	require.NoError(t, srv.Start(ctx, "127.0.0.1:0"))
-	t.Cleanup(func() {
+	stop := sync.OnceFunc(func() {
 		ctx, cancel := context.WithTimeout(bg, 30*time.Second)
 		defer cancel()
 		srv.Stop(ctx)
 		b.Stop(ctx)
 		eng.Stop(ctx)
 	})
+	t.Cleanup(stop)
 	addr := srv.Addrs()[0].String()
-	return srv, &bundle{b: b, eng: eng, addr: addr, url: "amqp://guest:guest@" + addr + "/"}
+	return srv, &bundle{b: b, eng: eng, addr: addr, url: "amqp://guest:guest@" + addr + "/", stop: stop}
 }
 
 // dial connects a client and closes it when the test ends.
