@@ -16,7 +16,16 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/heraldhq/herald/internal/broker"
+	"github.com/heraldhq/herald/internal/webhook"
 )
+
+// pubSub returns a publisher serving the topic /name and a subscriber
+// named name.
+func pubSub(t *testing.T, e *env, name, contentType, body string) (*publisher, *subscriber, string) {
+	t.Helper()
+	pub := newPublisher(t, e.hubURL)
+	return pub, newSubscriber(t, name), pub.topic("/"+name, contentType, body)
+}
 
 // subscribed runs subscribe + verification and waits until the hub holds
 // the subscription.
@@ -62,9 +71,7 @@ func TestWrongChallengeEchoSubscribesNothing(t *testing.T) {
 func TestLeaseExpiryRemovesSubscription(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
-	pub := newPublisher(t, e.hubURL)
-	sub := newSubscriber(t, "lease")
-	topic := pub.topic("/lease", "text/plain", "x")
+	_, sub, topic := pubSub(t, e, "lease", "text/plain", "x")
 	q := subscribed(t, e, sub, topic, url.Values{"hub.lease_seconds": {"1"}})
 	require.Equal(t, "1", q.Get("hub.lease_seconds"))
 	waitFor(t, "the lease to expire and the unused topic exchange to go", func() bool {
@@ -112,9 +119,7 @@ func TestGoneEndsSubscription(t *testing.T) {
 func TestRetriesUntilDelivered(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
-	pub := newPublisher(t, e.hubURL)
-	sub := newSubscriber(t, "retry")
-	topic := pub.topic("/retry", "text/plain", "again")
+	_, sub, topic := pubSub(t, e, "retry", "text/plain", "again")
 	subscribed(t, e, sub, topic, nil)
 	sub.set(func(s *subscriber) { s.status = http.StatusServiceUnavailable })
 	e.publish(t, topic)
@@ -205,9 +210,7 @@ func TestBadRequests(t *testing.T) {
 func TestPublishNotification(t *testing.T) {
 	t.Parallel()
 	e := setup(t, func(c *Config) { c.MaxContentBytes = 64 })
-	pub := newPublisher(t, e.hubURL)
-	sub := newSubscriber(t, "pub")
-	topic := pub.topic("/pub", "application/atom+xml", "<feed>1</feed>")
+	pub, sub, topic := pubSub(t, e, "pub", "application/atom+xml", "<feed>1</feed>")
 	subscribed(t, e, sub, topic, nil)
 
 	// hub.url is accepted as well as hub.topic.
@@ -362,9 +365,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 	ctx := context.Background()
 	_, err := e.broker.DeclareExchange(ctx, "/", broker.ExchangeSpec{Name: "news", Type: broker.Direct, Durable: true}, false)
 	require.NoError(t, err)
-	pub := newPublisher(t, e.hubURL)
-	sub := newSubscriber(t, "restart")
-	topic := pub.topic("/restart", "text/plain", "before")
+	pub, sub, topic := pubSub(t, e, "restart", "text/plain", "before")
 	code, body := e.admin(t, http.MethodPost, "/v1/websub/topics", TopicBinding{Topic: topic, Exchange: "news", BindingKey: "n"})
 	require.Equal(t, http.StatusCreated, code, string(body))
 	q := subscribed(t, e, sub, topic, url.Values{"hub.secret": {"persisted"}, "hub.lease_seconds": {"120"}})
@@ -395,4 +396,57 @@ func (e *env) unsubscribeVerified(t *testing.T, s *subscriber, topic string) {
 	require.Equal(t, http.StatusAccepted, code, body)
 	verifySubscription(t, s, "unsubscribe", topic)
 	waitFor(t, "the unsubscription", func() bool { return len(e.subscriptions(topic)) == 0 })
+}
+
+func TestResubscribeWithoutSecretStopsSigning(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	_, sub, topic := pubSub(t, e, "unsigned", "text/plain", "plain")
+	subscribed(t, e, sub, topic, url.Values{"hub.secret": {"k"}})
+	require.True(t, e.subscriptions(topic)[0].Signed)
+	e.subscribe(t, topic, sub.callback, nil)
+	verifySubscription(t, sub, "subscribe", topic)
+	waitFor(t, "the unsigned re-subscription", func() bool { return !e.subscriptions(topic)[0].Signed })
+	e.publish(t, topic)
+	checkNotification(t, sub.notification(t), e.hubURL, topic, topicContent{"text/plain", "plain"}, "")
+}
+
+func TestTotalSubscriptionLimitAndUnknownUnsubscribe(t *testing.T) {
+	t.Parallel()
+	e := setup(t, func(c *Config) { c.MaxSubscriptions = 1 })
+	first := newSubscriber(t, "first")
+	subscribed(t, e, first, "http://example.com/a", nil)
+	second := newSubscriber(t, "second")
+	e.subscribe(t, "http://example.com/b", second.callback, nil)
+	q := second.verification(t)
+	require.Equal(t, "denied", q.Get("hub.mode"))
+	require.Contains(t, q.Get("hub.reason"), "limit of 1 subscriptions")
+
+	// Unsubscribing what does not exist is verified and changes nothing.
+	code, body := e.post(t, url.Values{"hub.mode": {"unsubscribe"}, "hub.topic": {"http://example.com/b"}, "hub.callback": {second.callback}})
+	require.Equal(t, http.StatusAccepted, code, body)
+	verifySubscription(t, second, "unsubscribe", "http://example.com/b")
+	require.Len(t, e.hub.Subscriptions(), 1)
+}
+
+func TestLifecycle(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ctx := context.Background()
+	require.Error(t, e.hub.Start(ctx), "Start twice")
+	e.hub.Stop(ctx)
+	e.hub.Stop(ctx)
+	code, _ := e.post(t, url.Values{"hub.mode": {"publish"}, "hub.topic": {"http://example.com/x"}})
+	require.Equal(t, http.StatusServiceUnavailable, code)
+
+	h, err := New(Config{Broker: e.broker, Distributor: WebhookDistributor(e.wh, webhook.Spec{}), CheckURL: e.wh.Guard().CheckURL, Client: e.wh.Guard().Client()})
+	require.NoError(t, err)
+	h.Stop(ctx) // before Start
+	require.Error(t, h.Start(ctx), "Start after Stop")
+
+	_, err = New(Config{Broker: e.broker})
+	require.ErrorContains(t, err, "Distributor is required")
+	_, err = New(Config{Broker: e.broker, Distributor: WebhookDistributor(e.wh, webhook.Spec{}), CheckURL: e.wh.Guard().CheckURL,
+		Client: e.wh.Guard().Client(), LeaseMin: time.Hour, LeaseMax: time.Minute})
+	require.ErrorContains(t, err, "LeaseMin")
 }
