@@ -380,7 +380,7 @@ func (q *queue) dispatch() {
 func (q *queue) deliveryLocked(e *entry, c *consumerState, lim *Limiter) *Delivery {
 	e.deliveries++
 	q.b.stats.delivered.Add(1)
-	d := Delivery{Queue: q.name, Exchange: e.exchange, RoutingKey: e.key, Redelivered: e.deliveries > 1, Message: e.msg}
+	d := Delivery{Queue: q.name, Exchange: e.exchange, RoutingKey: e.key, Redelivered: e.deliveries > 1 || e.recovered, Message: e.msg}
 	if d.Redelivered {
 		q.b.stats.redelivered.Add(1)
 	}
@@ -486,7 +486,7 @@ func (b *core) get(ctx context.Context, vhostName, queueName string, noAck bool,
 		msg := e.msg
 		e.deliveries++
 		q.b.stats.delivered.Add(1)
-		d = &Delivery{Queue: q.name, Exchange: e.exchange, RoutingKey: e.key, Redelivered: e.deliveries > 1, Message: msg, settle: settled{}}
+		d = &Delivery{Queue: q.name, Exchange: e.exchange, RoutingKey: e.key, Redelivered: e.deliveries > 1 || e.recovered, Message: msg, settle: settled{}}
 		if msg == nil {
 			d.settle = &pagedNoAck{q: q, e: e}
 			q.dropDedupLocked(e.dedup)

@@ -26,6 +26,7 @@ type entry struct {
 	expiresAt  int64 // unix ms, 0 = never
 	deliveries uint32
 	prio       uint8
+	recovered  bool // read back from the log at start or failover: it may have been delivered before
 	dedup      string
 }
 

@@ -72,6 +72,7 @@ func (b *core) recoverVHost(ctx context.Context, vh *vhost) error {
 			return nil
 		}
 		if e, ok := q.entryFrom(m); ok {
+			e.recovered = true
 			q.mu.Lock()
 			q.addRecoveredLocked(e)
 			q.mu.Unlock()
@@ -211,6 +212,7 @@ func (b *core) becomeLeader(q *queue) {
 	var entries []*entry
 	_, err := b.eng.Scan(ctx, q.logName, q.subject, 1, func(m engine.Msg) error {
 		if e, ok := q.entryFrom(m); ok {
+			e.recovered = true // the previous leader may have delivered it
 			entries = append(entries, e)
 		}
 		return nil
