@@ -51,7 +51,7 @@ func testConfig(c *Config) {
 }
 
 // start starts everything on dir. mods adjust the hub's Config.
-func start(t *testing.T, dir string, mods ...func(*Config)) *env {
+func start(t testing.TB, dir string, mods ...func(*Config)) *env {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -119,7 +119,7 @@ func start(t *testing.T, dir string, mods ...func(*Config)) *env {
 }
 
 // setup starts a fresh env in a temporary directory.
-func setup(t *testing.T, mods ...func(*Config)) *env {
+func setup(t testing.TB, mods ...func(*Config)) *env {
 	t.Helper()
 	return start(t, t.TempDir(), mods...)
 }
@@ -176,7 +176,7 @@ func (e *env) websubSinks() int {
 }
 
 // waitFor polls cond until it holds or 10 s pass.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
