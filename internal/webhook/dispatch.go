@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/internal/broker"
+	"github.com/heraldhq/herald/internal/errs"
 )
 
 // Headers the dispatcher adds to the copies of a message it republishes
@@ -110,7 +111,7 @@ func (d *dispatcher) modify(ctx context.Context, fn func(*record) error) (Subscr
 	d.opMu.Lock()
 	defer d.opMu.Unlock()
 	if d.gone {
-		return Subscription{}, fmt.Errorf("subscription %s was deleted", d.id)
+		return Subscription{}, errs.New(errs.NotFound, "no webhook subscription %q", d.id)
 	}
 	d.haltLocked(ctx)
 	rec := d.record()

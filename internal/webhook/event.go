@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"cmp"
 	"encoding/base64"
 	"encoding/json"
 	"mime"
@@ -75,10 +76,10 @@ func structuredEvent(m *broker.Message, ev *prepared, vhost string) []byte {
 		b = appendJSONString(b, v)
 	}
 	b = append(b, '{')
-	field("specversion", cmpOr(headerString(h, "specversion"), "1.0"))
-	field("id", cmpOr(headerString(h, "id"), cmpOr(m.Properties.MessageID, ev.webhookID)))
-	field("source", cmpOr(headerString(h, "source"), "/herald/"+url.PathEscape(vhost)+"/"+url.PathEscape(ev.exchange)))
-	field("type", cmpOr(headerString(h, "type"), ev.routingKey))
+	field("specversion", cmp.Or(headerString(h, "specversion"), "1.0"))
+	field("id", cmp.Or(headerString(h, "id"), cmp.Or(m.Properties.MessageID, ev.webhookID)))
+	field("source", cmp.Or(headerString(h, "source"), "/herald/"+url.PathEscape(vhost)+"/"+url.PathEscape(ev.exchange)))
+	field("type", cmp.Or(headerString(h, "type"), ev.routingKey))
 	field("subject", headerString(h, "subject"))
 	t := headerString(h, "time")
 	if t == "" && !m.Properties.Timestamp.IsZero() {

@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"io"
@@ -219,7 +220,7 @@ func (s *Service) handleCreate(r *http.Request, user string) (int, any, error) {
 	if j.Secret != nil {
 		spec.Secret = *j.Secret
 	}
-	spec.VHost = cmpOr(spec.VHost, "/")
+	spec.VHost = cmp.Or(spec.VHost, "/")
 	// Reading from the exchange is what a binding needs; configuring the
 	// queues is checked against the herald.webhook. prefix.
 	if err := s.b.Authorize(user, spec.VHost, broker.AccessRead, spec.Exchange); err != nil {

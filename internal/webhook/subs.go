@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -27,13 +28,13 @@ const (
 // naming the field).
 func (s *Service) normalize(ctx context.Context, spec Spec) (Spec, error) {
 	bad := func(format string, a ...any) (Spec, error) { return Spec{}, errs.New(errs.BadArgument, format, a...) }
-	spec.VHost = cmpOr(spec.VHost, "/")
-	spec.Format = cmpOr(spec.Format, FormatCloudEvents)
-	spec.MaxAttempts = cmpOr(spec.MaxAttempts, s.cfg.DefaultMaxAttempts)
-	spec.BackoffInitial = cmpOr(spec.BackoffInitial, defaultBackoffInitial)
-	spec.BackoffMax = cmpOr(spec.BackoffMax, max(defaultBackoffMax, spec.BackoffInitial))
-	spec.Timeout = cmpOr(spec.Timeout, defaultTimeout)
-	spec.Concurrency = cmpOr(spec.Concurrency, defaultConcurrency)
+	spec.VHost = cmp.Or(spec.VHost, "/")
+	spec.Format = cmp.Or(spec.Format, FormatCloudEvents)
+	spec.MaxAttempts = cmp.Or(spec.MaxAttempts, s.cfg.DefaultMaxAttempts)
+	spec.BackoffInitial = cmp.Or(spec.BackoffInitial, defaultBackoffInitial)
+	spec.BackoffMax = cmp.Or(spec.BackoffMax, max(defaultBackoffMax, spec.BackoffInitial))
+	spec.Timeout = cmp.Or(spec.Timeout, defaultTimeout)
+	spec.Concurrency = cmp.Or(spec.Concurrency, defaultConcurrency)
 	switch {
 	case spec.URL == "":
 		return bad("url: required")
@@ -73,14 +74,6 @@ func (s *Service) normalize(ctx context.Context, spec Spec) (Spec, error) {
 		return Spec{}, err
 	}
 	return spec, nil
-}
-
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // ensureTopology declares the subscription's queues, the vhost's retry
@@ -251,8 +244,8 @@ func (s *Service) Update(ctx context.Context, id string, spec Spec) (Subscriptio
 		return Subscription{}, err
 	}
 	cur := d.snapshot()
-	spec.VHost = cmpOr(spec.VHost, cur.VHost)
-	spec.Format = cmpOr(spec.Format, cur.Format)
+	spec.VHost = cmp.Or(spec.VHost, cur.VHost)
+	spec.Format = cmp.Or(spec.Format, cur.Format)
 	if spec.VHost != cur.VHost || spec.Format != cur.Format || spec.Owner != cur.Owner {
 		return Subscription{}, errs.New(errs.BadArgument, "vhost, format and owner of a subscription cannot change")
 	}

@@ -1,10 +1,12 @@
 package webhook
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -73,9 +75,13 @@ func BenchmarkDeliveries(b *testing.B) {
 		{10 * time.Millisecond, 512},
 	} {
 		b.Run(fmt.Sprintf("sink=%s/concurrency=%d", bc.latency, bc.concurrency), func(b *testing.B) {
+			failEvery := int64(10)
+			if os.Getenv("WEBHOOK_BENCH_NO_FAILURES") != "" {
+				failEvery = 0
+			}
 			e := startEnv(b, b.TempDir(), fastRetries)
 			defer e.stop()
-			sk := newBenchSink(b, bc.latency, 10)
+			sk := newBenchSink(b, bc.latency, failEvery)
 			_, err := e.s.Create(bg, Spec{URL: sk.ts.URL, Exchange: "events", BindingKey: "bench.#",
 				MaxAttempts: 20, BackoffInitial: time.Millisecond, BackoffMax: 5 * time.Millisecond,
 				Concurrency: bc.concurrency})
@@ -191,4 +197,37 @@ func BenchmarkPendingRetriesMemory(b *testing.B) {
 	after := heap()
 	b.ReportMetric(float64(int64(after)-int64(before))/n, "heap-B/pending-retry")
 	b.ReportMetric(float64(after)/(1<<20), "heap-MiB")
+}
+
+// BenchmarkHTTPFloor is the floor under BenchmarkDeliveries: the same POSTs
+// (body size, 64 in flight, keep-alive, the guard's client) to the same
+// in-process sink, with no broker, engine or signing.
+func BenchmarkHTTPFloor(b *testing.B) {
+	sk := newBenchSink(b, 0, 0)
+	client := NewTargetGuard(loopback).Client()
+	body := make([]byte, 330)
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Go(func() {
+			for next.Add(1) <= int64(b.N) {
+				req, _ := http.NewRequest(http.MethodPost, sk.ts.URL, bytes.NewReader(body))
+				req.Header.Set("webhook-id", fmt.Sprint(next.Load()))
+				resp, err := client.Do(req)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
+			}
+		})
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/req")
 }
