@@ -206,6 +206,7 @@ type run struct {
 	keyEnd chan string           // ordering: a key's event is settled
 	cons   *broker.Consumer
 	wg     sync.WaitGroup
+	acks   *acker
 }
 
 func newRun(d *dispatcher, rec record) (*run, error) {
@@ -214,11 +215,15 @@ func newRun(d *dispatcher, rec record) (*run, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &run{d: d, sub: sub, signer: sg, quit: make(chan struct{}), work: make(chan *broker.Delivery, sub.Concurrency)}
+	// Prefetch is twice the concurrency: the acker may hold up to Concurrency
+	// settled deliveries (see acker), and the workers must not starve
+	// meanwhile. Attempts in flight stay bounded by the Concurrency workers.
+	prefetch := 2 * sub.Concurrency
+	r := &run{d: d, sub: sub, signer: sg, quit: make(chan struct{}), work: make(chan *broker.Delivery, prefetch), acks: newAcker(sub.Concurrency)}
 	r.ctx, r.cancel = context.WithCancel(d.s.ctx)
 	worker := r.worker
 	if sub.OrderingKey != "" {
-		r.exec = make(chan keyed, sub.Concurrency)
+		r.exec = make(chan keyed, prefetch)
 		r.keyEnd = make(chan string, sub.Concurrency)
 		worker = r.orderedWorker
 		r.wg.Add(1)
@@ -229,7 +234,7 @@ func newRun(d *dispatcher, rec record) (*run, error) {
 		go worker()
 	}
 	cons, err := d.s.b.Consume(r.ctx, sub.VHost, d.q, broker.ConsumeOptions{
-		Prefetch: sub.Concurrency,
+		Prefetch: prefetch,
 		Deliver:  r.deliver,
 		Cancelled: func(reason string) {
 			d.s.log.Warn("webhook consumer cancelled", "id", d.id, "reason", reason)
@@ -246,8 +251,9 @@ func newRun(d *dispatcher, rec record) (*run, error) {
 }
 
 // deliver is the consumer callback: it must not block. The prefetch window
-// (Concurrency) bounds the deliveries buffered in work.
+// bounds the deliveries buffered in work.
 func (r *run) deliver(dl *broker.Delivery) {
+	r.acks.track(dl)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.closed {
@@ -257,7 +263,7 @@ func (r *run) deliver(dl *broker.Delivery) {
 		default:
 		}
 	}
-	_ = dl.Nack(true)
+	r.acks.nack(dl)
 }
 
 func (r *run) stopping() bool {
@@ -290,15 +296,16 @@ func (r *run) stop(ctx context.Context) {
 	for {
 		select {
 		case dl := <-r.work:
-			_ = dl.Nack(true)
+			r.acks.nack(dl)
 			continue
 		case k := <-r.exec: // nil (never ready) without ordering
-			_ = k.dl.Nack(true)
+			r.acks.nack(k.dl)
 			continue
 		default:
 		}
 		break
 	}
+	r.acks.stop()
 }
 
 func (r *run) worker() {
@@ -309,7 +316,7 @@ func (r *run) worker() {
 			return
 		case dl := <-r.work:
 			if r.stopping() {
-				_ = dl.Nack(true)
+				r.acks.nack(dl)
 				continue
 			}
 			r.handle(dl)
@@ -332,7 +339,7 @@ func (r *run) orderedWorker() {
 			return
 		case k := <-r.exec:
 			if r.stopping() {
-				_ = k.dl.Nack(true)
+				r.acks.nack(k.dl)
 				continue
 			}
 			if !k.ordered {
@@ -350,7 +357,7 @@ func (r *run) orderedWorker() {
 
 // route (ordering only) hands each key's events to the workers one at a
 // time, in queue order; events without the key are not ordered. At most
-// Concurrency deliveries are unacked, so sends on exec never block.
+// prefetch deliveries are unacked, so sends on exec never block.
 func (r *run) route() {
 	defer r.wg.Done()
 	waiting := map[string][]*broker.Delivery{} // a key present here is in flight
@@ -359,7 +366,7 @@ func (r *run) route() {
 		case <-r.quit:
 			for _, l := range waiting {
 				for _, dl := range l {
-					_ = dl.Nack(true)
+					r.acks.nack(dl)
 				}
 			}
 			return
@@ -394,7 +401,7 @@ func (r *run) handle(dl *broker.Delivery) {
 	ev := r.prepare(dl)
 	res := r.attempt(ev)
 	if res.cancelled {
-		_ = dl.Nack(true)
+		r.acks.nack(dl)
 		return
 	}
 	if !r.finish(dl, ev, res) {
@@ -410,7 +417,7 @@ func (r *run) handleInPlace(dl *broker.Delivery) {
 	for {
 		res := r.attempt(ev)
 		if res.cancelled {
-			_ = dl.Nack(true)
+			r.acks.nack(dl)
 			return
 		}
 		if r.finish(dl, ev, res) {
@@ -422,7 +429,7 @@ func (r *run) handleInPlace(dl *broker.Delivery) {
 		case <-t.C:
 		case <-r.quit:
 			t.Stop()
-			_ = dl.Nack(true)
+			r.acks.nack(dl)
 			return
 		}
 		ev.attempt++
@@ -435,10 +442,10 @@ func (r *run) finish(dl *broker.Delivery, ev *prepared, res result) bool {
 	switch {
 	case res.ok:
 		r.log(ev, res, outcomeDelivered)
-		_ = dl.Ack()
+		r.acks.ack(dl)
 	case res.gone:
 		r.log(ev, res, outcomeGone)
-		_ = dl.Ack()
+		r.acks.ack(dl)
 		r.d.s.gone(r.d)
 	case ev.attempt >= r.sub.MaxAttempts:
 		r.log(ev, res, outcomeDead)
@@ -486,14 +493,14 @@ func (r *run) deadLetter(dl *broker.Delivery, ev *prepared, res result) {
 func (r *run) publishThenAck(dl *broker.Delivery, exchange, key string, m *broker.Message) {
 	_, err := r.d.s.b.PublishAsync(broker.Publishing{VHost: r.sub.VHost, Exchange: exchange, RoutingKey: key, Message: m}, func(err error) {
 		if err != nil {
-			_ = dl.Nack(true)
+			r.acks.nack(dl)
 			return
 		}
-		_ = dl.Ack()
+		r.acks.ack(dl)
 	})
 	if err != nil {
 		r.d.s.log.Warn("republishing webhook event", "id", r.d.id, "exchange", exchange, "error", err)
-		_ = dl.Nack(true)
+		r.acks.nack(dl)
 	}
 }
 
