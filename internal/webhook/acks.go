@@ -24,7 +24,7 @@ type acker struct {
 	next    uint64                      // sequence of the next delivery
 	head    uint64                      // lowest sequence not yet settled
 	settled map[uint64]*broker.Delivery // settled, waiting for head; nil = already released
-	held    int // non-nil entries of settled
+	held    int                         // non-nil entries of settled
 	limit   int
 	timer   *time.Timer
 	stopped bool

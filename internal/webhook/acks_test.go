@@ -18,7 +18,7 @@ func TestAckerReleasesInOrder(t *testing.T) {
 		for range n {
 			_, err := e.b.Publish(bg, broker.Publishing{VHost: "/", Exchange: "", RoutingKey: "acks", Message: &broker.Message{Body: []byte("x")}})
 			require.NoError(t, err)
-			ds = append(ds, getMsgAck(t, e, "acks"))
+			ds = append(ds, getMsg(t, e, "acks", false))
 			a.track(ds[len(ds)-1])
 		}
 		return ds
@@ -62,16 +62,4 @@ func TestAckerReleasesInOrder(t *testing.T) {
 	a.stop()
 	a.ack(d[0])
 	require.Equal(t, 0, unacked(), "after stop nothing is held")
-}
-
-func getMsgAck(t *testing.T, e *env, queue string) *broker.Delivery {
-	t.Helper()
-	var d *broker.Delivery
-	eventually(t, func() bool {
-		var err error
-		d, err = e.b.Get(bg, "/", queue, false, "")
-		require.NoError(t, err)
-		return d != nil
-	}, "no message on %s", queue)
-	return d
 }

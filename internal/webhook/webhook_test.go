@@ -19,12 +19,13 @@ func bindQueue(t *testing.T, e *env, name, key string) {
 	require.NoError(t, e.b.Bind(bg, "/", broker.Binding{Source: "events", Destination: name, RoutingKey: key}))
 }
 
-func getMsg(t *testing.T, e *env, queue string) *broker.Delivery {
+// getMsg polls basic.get on queue until a message arrives.
+func getMsg(t *testing.T, e *env, queue string, noAck bool) *broker.Delivery {
 	t.Helper()
 	var d *broker.Delivery
 	eventually(t, func() bool {
 		var err error
-		d, err = e.b.Get(bg, "/", queue, true, "")
+		d, err = e.b.Get(bg, "/", queue, noAck, "")
 		require.NoError(t, err)
 		return d != nil
 	}, "no message on %s", queue)
@@ -54,7 +55,7 @@ func TestBinaryEventRetriedUntilDelivered(t *testing.T) {
 	code, body := e.postBinary(t, "/v1/events/%2F/events", "ev-1", "order.created", "order/42", `{"total":42}`)
 	require.Equal(t, http.StatusAccepted, code, "%s", body)
 
-	m := getMsg(t, e, "orders")
+	m := getMsg(t, e, "orders", true)
 	h := m.Message.Properties.Headers
 	require.Equal(t, "ev-1", h["cloudEvents_id"])
 	require.Equal(t, "/test", h["cloudEvents_source"])
@@ -105,7 +106,7 @@ func TestStructuredBatchAndRoutingKey(t *testing.T) {
 		`{"specversion":"1.0","id":"s1","source":"urn:x","type":"thing.made","time":"2026-01-02T03:04:05Z","datacontenttype":"text/plain","data":"hello","traceparent":"00-abc","count":7}`,
 		"Content-Type", "application/cloudevents+json")
 	require.Equal(t, http.StatusAccepted, code, "%s", body)
-	m := getMsg(t, e, "q-structured")
+	m := getMsg(t, e, "q-structured", true)
 	h := m.Message.Properties.Headers
 	require.Equal(t, "s1", h["cloudEvents_id"])
 	require.Equal(t, "2026-01-02T03:04:05Z", h["cloudEvents_time"])
@@ -119,14 +120,14 @@ func TestStructuredBatchAndRoutingKey(t *testing.T) {
 		"Content-Type", "application/cloudevents-batch+json")
 	require.Equal(t, http.StatusAccepted, code, "%s", body)
 	require.JSONEq(t, `{"accepted":2,"routed":2}`, string(body))
-	require.Equal(t, "b1", getMsg(t, e, "q-structured").Message.Properties.Headers["cloudEvents_id"])
-	m = getMsg(t, e, "q-structured")
+	require.Equal(t, "b1", getMsg(t, e, "q-structured", true).Message.Properties.Headers["cloudEvents_id"])
+	m = getMsg(t, e, "q-structured", true)
 	require.Equal(t, "b2", m.Message.Properties.Headers["cloudEvents_id"])
 	require.Equal(t, []byte{0, 1, 2}, m.Message.Body)
 
 	code, body = e.postBinary(t, "/v1/events/%2F/events?routing_key=custom.key", "o1", "thing.made", "", `{}`)
 	require.Equal(t, http.StatusAccepted, code, "%s", body)
-	m = getMsg(t, e, "q-override")
+	m = getMsg(t, e, "q-override", true)
 	require.Equal(t, "custom.key", m.RoutingKey)
 	require.Equal(t, "thing.made", m.Message.Properties.Headers["cloudEvents_type"])
 }
