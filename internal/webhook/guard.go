@@ -118,9 +118,14 @@ func (g *TargetGuard) CheckURL(ctx context.Context, rawURL string) error {
 		}
 	}
 	for _, a := range addrs {
-		if !g.Allowed(a) {
-			return errs.New(errs.BadArgument, "url: %s resolves to %s, a refused address (loopback, private, link-local or metadata); see --webhook-allow-private-targets", host, a.Unmap())
+		if g.Allowed(a) {
+			continue
 		}
+		what := host + " resolves to " + a.Unmap().String() + ","
+		if a.Unmap().String() == host || a.String() == host {
+			what = host + " is"
+		}
+		return errs.New(errs.BadArgument, "url: %s a refused address (loopback, private, link-local or metadata); see --webhook-allow-private-targets", what)
 	}
 	if len(addrs) == 0 {
 		return errs.New(errs.BadArgument, "url: %s has no address", host)
