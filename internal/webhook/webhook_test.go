@@ -66,10 +66,10 @@ func TestBinaryEventRetriedUntilDelivered(t *testing.T) {
 	require.Equal(t, "order.created", m.RoutingKey)
 	require.JSONEq(t, `{"total":42}`, string(m.Message.Body))
 
-	reqs := sk.waitReqs(t, 3)
+	sk.waitReqs(t, 3)
 	eventually(t, func() bool { return len(e.deliveries(t, sub.ID)) == 3 }, "3 attempts not listed")
 	quietPeriod(300 * time.Millisecond)
-	reqs = sk.got()
+	reqs := sk.got()
 	require.Len(t, reqs, 3, "no fourth attempt")
 	id := reqs[0].header.Get("webhook-id")
 	require.NotEmpty(t, id)
