@@ -14,6 +14,11 @@
 // refuses loopback, private, link-local and metadata addresses at creation
 // and at dial time.
 //
+// At most Spec.Concurrency attempts are in flight; acks are released in
+// queue order (acker) so the broker can purge runs of its log instead of
+// deleting each message. With Spec.OrderingKey, a router keeps one event per
+// key in flight and retries it in place.
+//
 // Delivery is at least once: an endpoint deduplicates on webhook-id, which
 // is the same for every attempt of one event.
 //
