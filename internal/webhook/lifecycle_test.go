@@ -6,7 +6,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"sync/atomic"
@@ -422,4 +424,81 @@ func TestAPIValidationAndPermissions(t *testing.T) {
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&list))
 	resp.Body.Close()
 	require.Empty(t, list)
+}
+
+func TestLimitsOverflowTimeoutRedirect(t *testing.T) {
+	t.Parallel()
+	e := setup(t, func(c *Config) { c.MaxPending = 2; c.BreakerFailures = -1 })
+
+	// Beyond MaxPending, the oldest pending events move to the dead letters.
+	sk := newSink(t, always(200))
+	paused := e.create(t, map[string]any{"url": sk.ts.URL, "exchange": "events", "binding_key": "over"})
+	code, body := e.do(t, "PATCH", "/v1/webhooks/"+paused.ID, map[string]any{"paused": true})
+	require.Equal(t, http.StatusOK, code, "%s", body)
+	for i := range 4 {
+		_, err := e.b.Publish(bg, broker.Publishing{VHost: "/", Exchange: "events", RoutingKey: "over",
+			Message: &broker.Message{Properties: broker.Properties{MessageID: fmt.Sprint(i)}, Body: []byte("{}")}})
+		require.NoError(t, err)
+	}
+	eventually(t, func() bool { j := e.sub(t, paused.ID); return j.Pending == 2 && j.DeadLetters == 2 }, "overflow not dead-lettered")
+	require.Empty(t, sk.got())
+
+	// A slow endpoint times out; a redirect is a failure and is not followed.
+	slow := newSink(t, func(int, *http.Request) int { time.Sleep(300 * time.Millisecond); return 200 })
+	target := newSink(t, always(200))
+	redirect := httptest.NewServer(http.RedirectHandler(target.ts.URL, http.StatusFound))
+	t.Cleanup(redirect.Close)
+	for _, tc := range []struct{ url, key, want string }{
+		{slow.ts.URL, "slow", "timeout after 50ms"},
+		{redirect.URL, "redirect", ""},
+	} {
+		sub := e.create(t, map[string]any{"url": tc.url, "exchange": "events", "binding_key": tc.key, "timeout_ms": 50, "max_attempts": 1})
+		_, err := e.b.Publish(bg, broker.Publishing{VHost: "/", Exchange: "events", RoutingKey: tc.key, Message: &broker.Message{Body: []byte("{}")}})
+		require.NoError(t, err)
+		var att []Attempt
+		eventually(t, func() bool { att = e.deliveries(t, sub.ID); return len(att) == 1 }, "no attempt for %s", tc.key)
+		require.Equal(t, outcomeDead, att[0].Outcome, tc.key)
+		if tc.want != "" {
+			require.Equal(t, tc.want, att[0].Error)
+		} else {
+			require.Equal(t, http.StatusFound, att[0].Status)
+		}
+	}
+	require.Empty(t, target.got(), "redirects are not followed")
+}
+
+// Stop lets attempts in flight finish until its context ends, then cancels
+// them; the event stays queued and is delivered after a restart.
+func TestStopCancelsAttemptsAfterDrain(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	e := startEnv(t, dir)
+	release := make(chan struct{})
+	sk := newSink(t, func(n int, r *http.Request) int {
+		if n == 1 {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}
+		return 200
+	})
+	defer close(release)
+	sub := e.create(t, map[string]any{"url": sk.ts.URL, "exchange": "events", "binding_key": "#"})
+	code, _ := e.postBinary(t, "/v1/events/%2F/events", "s1", "t", "", "{}")
+	require.Equal(t, http.StatusAccepted, code)
+	sk.waitReqs(t, 1)
+	ctx, cancel := context.WithTimeout(bg, 100*time.Millisecond)
+	start := time.Now()
+	e.s.Stop(ctx)
+	cancel()
+	require.Less(t, time.Since(start), 5*time.Second, "Stop waited past its context")
+	require.Empty(t, e.deliveries(t, sub.ID), "a cancelled attempt is not an attempt")
+	e.stop()
+
+	e = startEnv(t, dir)
+	defer e.stop()
+	reqs := sk.waitReqs(t, 2)
+	require.Equal(t, reqs[0].header.Get("webhook-id"), reqs[1].header.Get("webhook-id"))
+	eventually(t, func() bool { a := e.deliveries(t, sub.ID); return len(a) == 1 && a[0].Outcome == outcomeDelivered }, "not delivered after restart")
 }
