@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -69,4 +70,27 @@ func TestWebSubSettings(t *testing.T) {
 		env(map[string]string{"HERALD_WEBSUB_LEASE_MIN": "1m"}), os.Stderr)
 	require.NoError(t, err)
 	require.Equal(t, WebSubConfig{HubURL: "https://hub.example/websub/hub", LeaseDefault: time.Hour, LeaseMin: time.Minute, LeaseMax: 48 * time.Hour}, cfg.WebSub)
+}
+
+func TestWebhookAllowPrivateTargets(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "herald.yaml")
+	require.NoError(t, os.WriteFile(file, []byte("webhook_allow_private_targets: [10.0.0.0/8, 192.168.1.5]\n"), 0o600))
+	cfg, err := Load([]string{"--config", file}, env(nil), os.Stderr)
+	require.NoError(t, err)
+	ps, err := cfg.WebhookAllowPrefixes()
+	require.NoError(t, err)
+	require.Equal(t, "[10.0.0.0/8 192.168.1.5/32]", fmt.Sprint(ps))
+
+	cfg, err = Load(nil, env(map[string]string{"HERALD_WEBHOOK_ALLOW_PRIVATE_TARGETS": "127.0.0.0/8,fd00::/8"}), os.Stderr)
+	require.NoError(t, err)
+	require.Equal(t, []string{"127.0.0.0/8", "fd00::/8"}, cfg.WebhookAllowPrivateTargets)
+
+	cfg, err = Load([]string{"--webhook-allow-private-targets", "172.16.0.0/12"},
+		env(map[string]string{"HERALD_WEBHOOK_ALLOW_PRIVATE_TARGETS": "127.0.0.0/8"}), os.Stderr)
+	require.NoError(t, err)
+	require.Equal(t, []string{"172.16.0.0/12"}, cfg.WebhookAllowPrivateTargets) // flag beats env
+
+	_, err = Load([]string{"--webhook-allow-private-targets", "not-a-cidr"}, env(nil), os.Stderr)
+	require.ErrorContains(t, err, "webhook_allow_private_targets[0]")
 }
