@@ -93,7 +93,7 @@ func TestRetrySurvivesRestart(t *testing.T) {
 		return http.StatusOK
 	})
 	sub := e.create(t, map[string]any{"url": sk.ts.URL, "exchange": "events", "binding_key": "#",
-		"backoff_initial_ms": 1000, "backoff_max_ms": 1000, "max_attempts": 3})
+		"backoff_initial_ms": 2000, "backoff_max_ms": 2000, "max_attempts": 3})
 	code, body := e.postBinary(t, "/v1/events/%2F/events", "r1", "t", "", `{"x":1}`)
 	require.Equal(t, http.StatusAccepted, code, "%s", body)
 	sk.waitReqs(t, 1)
