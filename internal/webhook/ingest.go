@@ -19,6 +19,10 @@ import (
 
 const batchContentType = "application/cloudevents-batch+json"
 
+// maxExtensions bounds the extension attributes of one event (each becomes
+// an AMQP header).
+const maxExtensions = 64
+
 // handleEvents is POST /v1/events/{vhost}/{exchange}: CloudEvents in binary,
 // structured or batch mode, published with routing key = the event's type
 // (or ?routing_key=). It answers 202 once every event is stored in every
@@ -105,6 +109,9 @@ func (s *Service) readEvents(w http.ResponseWriter, r *http.Request) ([]event.Ev
 		}
 		if err := events[i].Validate(); err != nil {
 			return nil, errs.New(errs.BadArgument, "event %d: %v", i, strings.TrimSpace(err.Error()))
+		}
+		if n := len(events[i].Extensions()); n > maxExtensions {
+			return nil, errs.New(errs.BadArgument, "event %d: %d extension attributes, more than %d", i, n, maxExtensions)
 		}
 	}
 	return events, nil

@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -149,6 +150,8 @@ func TestInvalidEvents(t *testing.T) {
 		{"empty batch", `[]`, "empty", []string{"Content-Type", "application/cloudevents-batch+json"}, 400},
 		{"batch too large", `[{"specversion":"1.0","id":"1","type":"t","source":"/s"},{"specversion":"1.0","id":"2","type":"t","source":"/s"},{"specversion":"1.0","id":"3","type":"t","source":"/s"}]`,
 			"limit of 2", []string{"Content-Type", "application/cloudevents-batch+json"}, 413},
+		{"too many extensions", `{"specversion":"1.0","id":"1","type":"t","source":"/s"` + manyExtensions(65) + `}`,
+			"more than 64", []string{"Content-Type", "application/cloudevents+json"}, 400},
 		{"body too large", `{"specversion":"1.0","id":"1","type":"t","source":"/s","data":"` + strings.Repeat("x", 5000) + `"}`,
 			"larger than 4096", []string{"Content-Type", "application/cloudevents+json"}, 413},
 	} {
@@ -167,4 +170,12 @@ func TestInvalidEvents(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+}
+
+func manyExtensions(n int) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, `,"x%d":"v"`, i)
+	}
+	return b.String()
 }
