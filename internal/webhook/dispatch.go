@@ -237,7 +237,15 @@ func newRun(d *dispatcher, rec record) (*run, error) {
 		Prefetch: prefetch,
 		Deliver:  r.deliver,
 		Cancelled: func(reason string) {
-			d.s.log.Warn("webhook consumer cancelled", "id", d.id, "reason", reason)
+			// The queue was deleted behind our back (management API) or
+			// the node lost it: declare the topology again and restart.
+			d.s.log.Warn("webhook consumer cancelled; restarting", "id", d.id, "reason", reason)
+			d.s.goBackground(func(ctx context.Context) {
+				_, err := d.modify(ctx, func(rec *record) error { return d.s.ensureTopology(ctx, rec.Sub) })
+				if err != nil {
+					d.s.log.Error("restarting webhook dispatcher", "id", d.id, "error", err)
+				}
+			})
 		},
 	})
 	if err != nil {

@@ -502,3 +502,21 @@ func TestStopCancelsAttemptsAfterDrain(t *testing.T) {
 	require.Equal(t, reqs[0].header.Get("webhook-id"), reqs[1].header.Get("webhook-id"))
 	eventually(t, func() bool { a := e.deliveries(t, sub.ID); return len(a) == 1 && a[0].Outcome == outcomeDelivered }, "not delivered after restart")
 }
+
+// A subscription whose queue is deleted behind its back (management API)
+// declares it again and keeps delivering.
+func TestQueueDeletedExternallyIsRecreated(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	sk := newSink(t, always(200))
+	sub := e.create(t, map[string]any{"url": sk.ts.URL, "exchange": "events", "binding_key": "re.#"})
+	_, err := e.b.DeleteQueue(bg, "/", sub.Queue, false, false, "")
+	require.NoError(t, err)
+	eventually(t, func() bool {
+		qi, err := e.b.Queue("/", sub.Queue)
+		return err == nil && qi.Consumers == 1
+	}, "queue not recreated")
+	code, _ := e.postBinary(t, "/v1/events/%2F/events", "r1", "re.x", "", "{}")
+	require.Equal(t, http.StatusAccepted, code)
+	sk.waitReqs(t, 1)
+}
