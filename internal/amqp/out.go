@@ -1,6 +1,7 @@
 package amqp
 
 import (
+	"runtime"
 	"sync"
 	"time"
 
@@ -126,13 +127,32 @@ func (o *outbound) take(buf []outFrame) []outFrame {
 	q := o.q
 	o.q = buf[:0]
 	o.bytes = 0
+	q = o.collectLocked(q)
+	o.mu.Unlock()
+	return q
+}
+
+// takeMore appends what was queued since take to batch, under the same
+// ordering rule as take.
+func (o *outbound) takeMore(batch []outFrame) []outFrame {
+	o.mu.Lock()
+	batch = append(batch, o.q...)
+	clear(o.q)
+	o.q = o.q[:0]
+	o.bytes = 0
+	batch = o.collectLocked(batch)
+	o.mu.Unlock()
+	return batch
+}
+
+// collectLocked appends the ready publisher confirms to q.
+func (o *outbound) collectLocked(q []outFrame) []outFrame {
 	for _, ch := range o.dirty {
 		ch.confirmDirty = false
 		q = ch.conf.collect(ch.id, q)
 	}
 	clear(o.dirty)
 	o.dirty = o.dirty[:0]
-	o.mu.Unlock()
 	return q
 }
 
@@ -146,6 +166,10 @@ func (o *outbound) shut() []outFrame {
 	o.mu.Unlock()
 	return q
 }
+
+// coalesceFrames is the batch size below which the writer yields once
+// before writing, to pick up frames being produced.
+const coalesceFrames = 16
 
 // writeLoop is the connection's writer goroutine. It stops when stop is
 // closed (after writing what is queued) or when a write fails.
@@ -180,6 +204,13 @@ func (c *conn) writeLoop(stop <-chan struct{}) {
 			}
 		}
 		batch = c.out.take(batch)
+		if len(batch) < coalesceFrames && !stopping {
+			// A few frames only: let the goroutines producing more
+			// (deliveries, confirms) run first, so that one write carries
+			// them all. Fewer system calls here and wake-ups at the client.
+			runtime.Gosched()
+			batch = c.out.takeMore(batch)
+		}
 		if stopping {
 			// Whatever was queued after take goes out too.
 			batch = append(batch, c.out.shut()...)
