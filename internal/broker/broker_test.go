@@ -502,20 +502,16 @@ func freeAddr(t *testing.T) string {
 	return addr
 }
 
-// TestClusterPublishOnAConsumeOnC runs three nodes in one process: a queue
-// with replicated (R3) storage is declared and published to through node A
-// and consumed through node C.
-func TestClusterPublishOnAConsumeOnC(t *testing.T) {
-	t.Parallel()
-	const n = 3
+// startCluster starts n nodes in one process (engines clustered, brokers
+// started one after another) and stops them at the end of the test.
+func startCluster(t *testing.T, ctx context.Context, n int) []*broker.Broker {
+	t.Helper()
 	addrs := make([]string, n)
 	for i := range addrs {
 		addrs[i] = freeAddr(t)
 	}
 	engines := make([]*engine.Engine, n)
 	brokers := make([]*broker.Broker, n)
-	ctx, cancel := context.WithTimeout(bg, 60*time.Second)
-	defer cancel()
 	var wg sync.WaitGroup
 	errsC := make([]error, n)
 	for i := range n {
@@ -551,6 +547,17 @@ func TestClusterPublishOnAConsumeOnC(t *testing.T) {
 		require.NoError(t, b.Start(ctx))
 		brokers[i] = b
 	}
+	return brokers
+}
+
+// TestClusterPublishOnAConsumeOnC runs three nodes in one process: a queue
+// with replicated (R3) storage is declared and published to through node A
+// and consumed through node C.
+func TestClusterPublishOnAConsumeOnC(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(bg, 60*time.Second)
+	defer cancel()
+	brokers := startCluster(t, ctx, 3)
 	a, c := brokers[0], brokers[2]
 	_, err := a.DeclareExchange(ctx, "/", broker.ExchangeSpec{Name: "events", Type: broker.Topic, Durable: true}, false)
 	require.NoError(t, err)

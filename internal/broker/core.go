@@ -53,6 +53,8 @@ type core struct {
 
 	delay *delayer
 	jan   janitor
+	jrn   journals       // journal.go
+	recw  recordWatchers // records.go
 
 	stats struct {
 		published, delivered, acked, redelivered atomic.Uint64
@@ -85,6 +87,7 @@ func newBroker(cfg Config) (*Broker, error) {
 	}}
 	b.delay = newDelayer(&b.core)
 	b.jan.wake = make(chan struct{}, 1)
+	b.jrn.in = make(chan journalAppend, journalQueue)
 	return b, nil
 }
 
@@ -103,6 +106,8 @@ func (b *core) start(ctx context.Context) error {
 	b.bgCtx, b.bgCancel = context.WithCancel(context.Background())
 	b.bg.Add(1)
 	go b.runJanitor()
+	b.bg.Add(1)
+	go b.runJournal()
 	replicas := 1
 	if b.eng.Clustered() {
 		replicas = 3
@@ -292,7 +297,7 @@ func (b *core) applyEntry(e engine.Entry) {
 	case len(e.Key) > 2 && e.Key[:2] == "p.":
 		b.applyPermLocked(e)
 	case len(e.Key) > 2 && e.Key[:2] == "r.":
-		b.applyRecordLocked(e)
+		after = b.applyRecordLocked(e)
 	}
 	b.mu.Unlock()
 	for _, f := range after {

@@ -17,6 +17,15 @@
 // on delivery; acknowledging deletes the message from the log. There is no
 // per-queue engine object, so 10k queues cost 10k small in-memory indexes.
 //
+// Faces keep their own state in the broker too. Records (PutRecord, Records,
+// WatchRecords) are small JSON documents in the replicated metadata bucket,
+// watched by every node: WatchRecords reports each change, local or made on
+// another node. Journals (EnsureJournal, JournalAppend, JournalRead,
+// JournalDelete) are bounded durable histories: one log per journal, one
+// subject per key, at most a fixed number of entries per key (the engine
+// drops the oldest); appends are asynchronous and never block the caller,
+// and are dropped and counted (JournalStats) when the engine falls behind.
+//
 // Lock order: Broker.mu (topology) before queue.mu; never take Broker.mu while
 // holding a queue.mu. Consumer Deliver callbacks run with no lock held.
 package broker

@@ -330,13 +330,7 @@ func (b *core) addVHost(ctx context.Context, name string) error {
 }
 
 func (b *core) ensureLogs(ctx context.Context, vh *vhost) error {
-	replicas := b.cfg.QueueReplicas
-	if replicas == 0 {
-		replicas = 1
-		if b.eng.Clustered() {
-			replicas = 3
-		}
-	}
+	replicas := b.logReplicas()
 	for _, lc := range []engine.LogConfig{
 		{Name: vh.log(true), Subjects: []string{"hq." + vh.id + ".>"}, Replicas: replicas},
 		{Name: vh.log(false), Subjects: []string{"ht." + vh.id + ".>"}, Memory: true, Replicas: replicas},
