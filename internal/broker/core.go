@@ -87,7 +87,7 @@ func newBroker(cfg Config) (*Broker, error) {
 	}}
 	b.delay = newDelayer(&b.core)
 	b.jan.wake = make(chan struct{}, 1)
-	b.jrn.in = make(chan journalAppend, journalQueue)
+	b.jrn.wake = make(chan struct{}, 1)
 	return b, nil
 }
 

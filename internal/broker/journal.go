@@ -19,17 +19,19 @@ import (
 // are stored on subject hj.<name>.<k>, and the log keeps at most perKey of
 // them per subject (the oldest are dropped).
 //
-// Appends are asynchronous and never block: they go through one in-memory
-// queue of journalQueue entries drained by a goroutine of the broker; when
-// that queue is full (the engine is slower than the appenders) the entry is
-// dropped and counted in JournalStats.Dropped. A journal is a diagnostic
+// Appends are asynchronous and never block: they are framed into a
+// per-key buffer in memory (at most journalQueue entries in all) that a
+// goroutine of the broker hands to the engine; when the buffer is full (the
+// engine is slower than the appenders) the entry is dropped and counted in
+// JournalStats.Dropped. A journal is a diagnostic
 // history, not a guarantee: an append acknowledged by nothing may be lost by
 // a crash, as with the engine's other asynchronous appends.
 //
-// Batching. The goroutine gathers appends for up to journalLinger and
-// stores the entries of one key gathered together as one engine message of
-// up to journalBatch entries (each entry framed as uvarint length + bytes),
-// so a busy key costs one engine write per batch instead of one per entry.
+// Batching. The first append into an empty buffer wakes the goroutine,
+// which lets appends gather for journalLinger, then stores the entries of
+// each key as engine messages of up to journalBatch entries (each entry
+// framed as uvarint length + bytes), so a busy key costs one wake-up and one
+// engine write per batch instead of one per entry.
 // The log bounds messages per key, so a key keeps at least its newest
 // perKey entries and at most perKey × journalBatch; JournalRead returns at
 // most perKey (the newest). Entries stored together share Seq and Time.
@@ -37,7 +39,6 @@ import (
 const (
 	journalQueue  = 8192                 // appends waiting for the engine
 	journalBatch  = 32                   // entries of one key per engine message, at most
-	journalGather = 1024                 // appends gathered per round, at most
 	journalLinger = 2 * time.Millisecond // how long a round gathers
 )
 
@@ -55,16 +56,24 @@ type JournalStats struct {
 	Failed   uint64 // refused by the engine (journal not ensured, log full, engine stopping)
 }
 
-type journalAppend struct {
-	subject string
-	data    []byte
+// journalKey names one key of one journal.
+type journalKey struct{ journal, key string }
+
+// journalPending holds a key's framed entries waiting for the engine.
+type journalPending struct {
+	buf []byte
+	n   int
 }
 
 // journals is the broker's journal state.
 type journals struct {
-	in chan journalAppend
+	wake chan struct{} // the buffer became non-empty
 
 	mu       sync.Mutex
+	pend     map[journalKey]*journalPending
+	order    []journalKey // pend's keys by first append
+	queued   int          // entries in pend
+	free     []*journalPending
 	perKey   map[string]int // EnsureJournal's bound by journal name
 	issued   uint64         // appends queued
 	resolved uint64         // appends stored or failed
@@ -146,15 +155,39 @@ func (b *Broker) JournalAppend(journal, key string, data []byte) {
 		j.dropped.Add(1)
 		return
 	}
-	a := journalAppend{subject: journalSubject(journal, key), data: append([]byte(nil), data...)}
+	k := journalKey{journal, key}
 	j.mu.Lock()
-	select {
-	case j.in <- a:
-		j.issued++
-	default:
+	if j.queued >= journalQueue {
+		j.mu.Unlock()
 		j.dropped.Add(1)
+		return
 	}
+	p := j.pend[k]
+	if p == nil {
+		if n := len(j.free); n > 0 {
+			p, j.free = j.free[n-1], j.free[:n-1]
+		} else {
+			p = &journalPending{}
+		}
+		if j.pend == nil {
+			j.pend = map[journalKey]*journalPending{}
+		}
+		j.pend[k] = p
+		j.order = append(j.order, k)
+	}
+	p.buf = binary.AppendUvarint(p.buf, uint64(len(data)))
+	p.buf = append(p.buf, data...)
+	p.n++
+	j.queued++
+	j.issued++
+	first := j.queued == 1
 	j.mu.Unlock()
+	if first {
+		select {
+		case j.wake <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // JournalRead returns the newest limit entries of key, newest first; limit
@@ -243,88 +276,67 @@ func journalErr(name string, err error) error {
 	return errs.Wrap(errs.Unavailable, err, "journal %s", name)
 }
 
-// runJournal hands queued appends to the engine, in rounds that gather for
-// journalLinger, until the broker stops; then it hands over what is still
-// queued (the engine is stopped after the broker).
+// runJournal hands buffered appends to the engine, a round journalLinger
+// after the first append into the empty buffer, until the broker stops; then
+// it hands over what is left (the engine is stopped after the broker).
 func (b *core) runJournal() {
 	defer b.bg.Done()
-	j := &b.jrn
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	var round []journalAppend
 	for {
 		select {
-		case a := <-j.in:
-			round = append(round[:0], a)
+		case <-b.jrn.wake:
 		case <-b.bgCtx.Done():
-			for {
-				select {
-				case a := <-j.in:
-					b.journalStore([]journalAppend{a})
-				default:
-					return
-				}
-			}
+			b.journalRound()
+			return
 		}
 		timer.Reset(journalLinger)
-	gather:
-		for len(round) < journalGather {
-			select {
-			case a := <-j.in:
-				round = append(round, a)
-			case <-timer.C:
-				break gather
-			case <-b.bgCtx.Done():
-				break gather
-			}
+		select {
+		case <-timer.C:
+		case <-b.bgCtx.Done():
+			timer.Stop()
 		}
-		timer.Stop()
-		b.journalRound(round)
-		clear(round)
+		b.journalRound()
 	}
 }
 
-// journalRound stores a round's entries, one message per key and batch, in
-// the order of each key's first entry.
-func (b *core) journalRound(round []journalAppend) {
-	if len(round) == 1 {
-		b.journalStore(round)
-		return
-	}
-	var order []string
-	bySubject := map[string][]journalAppend{}
-	for _, a := range round {
-		l, ok := bySubject[a.subject]
-		if !ok {
-			order = append(order, a.subject)
-		}
-		bySubject[a.subject] = append(l, a)
-	}
-	for _, subj := range order {
-		l := bySubject[subj]
-		for len(l) > 0 {
-			n := min(len(l), journalBatch)
-			b.journalStore(l[:n])
-			l = l[n:]
-		}
-	}
-}
-
-// journalStore appends entries of one subject as one framed message.
-func (b *core) journalStore(entries []journalAppend) {
+// journalRound stores the buffered entries: per key, in the order of the
+// keys' first appends, messages of up to journalBatch entries.
+func (b *core) journalRound() {
 	j := &b.jrn
-	size := 0
-	for _, a := range entries {
-		size += binary.MaxVarintLen32 + len(a.data)
+	j.mu.Lock()
+	pend, order := j.pend, j.order
+	j.pend, j.order, j.queued = nil, nil, 0
+	j.mu.Unlock()
+	for _, k := range order {
+		p := pend[k]
+		subject := journalSubject(k.journal, k.key)
+		data, n := p.buf, p.n
+		for n > 0 {
+			end, m := 0, 0
+			for ; m < journalBatch && m < n; m++ {
+				size, w := binary.Uvarint(data[end:])
+				end += w + int(size)
+			}
+			b.journalStore(subject, data[:end], uint64(m))
+			data, n = data[end:], n-m
+		}
 	}
-	buf := make([]byte, 0, size)
-	for _, a := range entries {
-		buf = binary.AppendUvarint(buf, uint64(len(a.data)))
-		buf = append(buf, a.data...)
+	// The engine copied the data (AppendAsync): keep the buffers for reuse.
+	j.mu.Lock()
+	for _, p := range pend {
+		if len(j.free) < 64 && cap(p.buf) <= 64<<10 {
+			p.buf, p.n = p.buf[:0], 0
+			j.free = append(j.free, p)
+		}
 	}
-	n := uint64(len(entries))
-	subject := entries[0].subject
-	err := b.eng.AppendAsync(subject, buf, func(_ uint64, err error) {
+	j.mu.Unlock()
+}
+
+// journalStore appends n framed entries of one subject as one message.
+func (b *core) journalStore(subject string, frames []byte, n uint64) {
+	j := &b.jrn
+	err := b.eng.AppendAsync(subject, frames, func(_ uint64, err error) {
 		if err != nil {
 			j.failed.Add(n)
 			b.log.Debug("journal append failed", "subject", subject, "err", err)
