@@ -116,7 +116,8 @@ type Config struct {
 	// the oldest dead letters are dropped. 0 means 100,000.
 	MaxDeadLetters int
 	// DeliveryLogSize is how many attempts per subscription
-	// /v1/webhooks/{id}/deliveries keeps (in memory); 0 means 1,000.
+	// /v1/webhooks/{id}/deliveries keeps (in the broker journal
+	// webhook-attempts, which drops the oldest); 0 means 1,000.
 	DeliveryLogSize int
 	// SnippetBytes bounds the response body kept per attempt; 0 means 1 KiB.
 	SnippetBytes int

@@ -30,7 +30,6 @@ type dispatcher struct {
 	s       *Service
 	id      string
 	q, dead string
-	hist    *deliveryLog
 
 	opMu sync.Mutex // serializes start/halt/modify
 	gone bool       // removed; never restarted (opMu)
@@ -45,8 +44,7 @@ type dispatcher struct {
 
 func newDispatcher(s *Service, rec record) *dispatcher {
 	return &dispatcher{
-		s: s, id: rec.Sub.ID, q: queueName(rec.Sub.ID), dead: deadName(rec.Sub.ID),
-		hist: newDeliveryLog(s.cfg.DeliveryLogSize), rec: rec,
+		s: s, id: rec.Sub.ID, q: queueName(rec.Sub.ID), dead: deadName(rec.Sub.ID), rec: rec,
 	}
 }
 
@@ -75,6 +73,12 @@ func (d *dispatcher) startLocked() error {
 	running := d.cur != nil
 	d.mu.Unlock()
 	if d.gone || running || rec.Sub.Paused || rec.Sub.Disabled || d.s.running() != nil {
+		return nil
+	}
+	if !d.s.b.ServesQueue(rec.Sub.VHost, d.q) {
+		// In a cluster one node serves the queue (consuming elsewhere
+		// would move it): the others keep the subscription on standby.
+		d.s.log.Debug("webhook subscription served by another node", "id", d.id)
 		return nil
 	}
 	r, err := newRun(d, rec)
@@ -241,6 +245,9 @@ func newRun(d *dispatcher, rec record) (*run, error) {
 			// the node lost it: declare the topology again and restart.
 			d.s.log.Warn("webhook consumer cancelled; restarting", "id", d.id, "reason", reason)
 			d.s.goBackground(func(ctx context.Context) {
+				if _, ok := d.s.b.Record(recordKind, d.id); !ok {
+					return // deleted (through another node): not ours to repair
+				}
 				_, err := d.modify(ctx, func(rec *record) error { return d.s.ensureTopology(ctx, rec.Sub) })
 				if err != nil {
 					d.s.log.Error("restarting webhook dispatcher", "id", d.id, "error", err)
@@ -466,7 +473,7 @@ func (r *run) finish(dl *broker.Delivery, ev *prepared, res result) bool {
 
 func (r *run) log(ev *prepared, res result, outcome string) {
 	now := time.Now()
-	r.d.hist.add(Attempt{
+	r.d.recordAttempt(Attempt{
 		Time: now.UTC(), WebhookID: ev.webhookID, Attempt: ev.attempt, Status: res.status,
 		Latency: res.latency, Response: res.snippet, Error: res.errText, Outcome: outcome,
 	})

@@ -19,6 +19,11 @@
 // deleting each message. With Spec.OrderingKey, a router keeps one event per
 // key in flight and retries it in place.
 //
+// Every attempt is appended (asynchronously, never blocking a delivery) to
+// the broker journal webhook-attempts, keyed by subscription and bounded by
+// Config.DeliveryLogSize, which /v1/webhooks/{id}/deliveries reads back: the
+// history survives restarts and is shared by the nodes of a cluster.
+//
 // Delivery is at least once: an endpoint deduplicates on webhook-id, which
 // is the same for every attempt of one event.
 //

@@ -3,6 +3,7 @@ package webhook
 import (
 	"encoding/json"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
@@ -35,15 +36,28 @@ func FuzzStructuredEvent(f *testing.F) {
 	})
 }
 
-func TestDeliveryLogRing(t *testing.T) {
+func TestAttemptJSONRoundTrip(t *testing.T) {
 	t.Parallel()
-	l := newDeliveryLog(3)
-	require.Empty(t, l.list())
-	for i := 1; i <= 5; i++ {
-		l.add(Attempt{Attempt: i})
-		got := l.list()
-		require.Len(t, got, min(i, 3))
-		require.Equal(t, i, got[0].Attempt, "newest first")
-		require.Equal(t, max(1, i-2), got[len(got)-1].Attempt)
+	a := Attempt{Time: time.Date(2026, 11, 23, 12, 0, 0, 5, time.UTC), WebhookID: "msg_1", Attempt: 2, Status: 500,
+		Latency: 1500 * time.Microsecond, Response: "boom", Outcome: outcomeRetry}
+	data, err := json.Marshal(a)
+	require.NoError(t, err)
+	require.Contains(t, string(data), `"latency_ms":1.5`)
+	var back Attempt
+	require.NoError(t, json.Unmarshal(data, &back))
+	require.Equal(t, a, back)
+
+	for _, str := range []string{"", "plain", "quote\" back\\slash", "ctl\x00\x01\x1f\n\r\t", "<html>&amp;", "héllo ✓ 𝄞", "\u2028"} {
+		a.Response, a.Error = str, str
+		data, err := json.Marshal(a)
+		require.NoError(t, err)
+		require.True(t, json.Valid(data), "%q", data)
+		require.NoError(t, json.Unmarshal(data, &back))
+		require.Equal(t, a, back, "%q", str)
 	}
+	a.Response = "bad\xffutf8"
+	data, err = json.Marshal(a)
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(data, &back))
+	require.Equal(t, "bad\ufffdutf8", back.Response)
 }

@@ -1,8 +1,9 @@
 package webhook
 
 import (
+	"context"
 	"encoding/json"
-	"sync"
+	"strconv"
 	"time"
 )
 
@@ -13,6 +14,10 @@ const (
 	outcomeDead      = "dead"      // failed; no attempts left, moved to the dead letters
 	outcomeGone      = "gone"      // WebSub 410: the subscription was deleted
 )
+
+// deliveriesJournal is the broker journal holding the attempts, keyed by
+// subscription id and bounded by Config.DeliveryLogSize per subscription.
+const deliveriesJournal = "webhook-attempts"
 
 // Attempt is one delivery attempt as listed by /v1/webhooks/{id}/deliveries.
 type Attempt struct {
@@ -26,64 +31,88 @@ type Attempt struct {
 	Outcome   string        `json:"outcome"` // delivered, retrying, dead, gone
 }
 
-// MarshalJSON adds latency_ms.
+type attemptJSON struct {
+	plainAttempt
+	LatencyMs float64 `json:"latency_ms"`
+}
+
+type plainAttempt Attempt
+
+// MarshalJSON adds latency_ms. It is written by hand: every attempt is
+// encoded on the delivery path (for the journal), and reflection cost 4% of
+// a delivery's CPU in BenchmarkDeliveries.
 func (a Attempt) MarshalJSON() ([]byte, error) {
-	type plain Attempt
-	return json.Marshal(struct {
-		plain
-		LatencyMs float64 `json:"latency_ms"`
-	}{plain(a), float64(a.Latency.Microseconds()) / 1000})
+	return a.appendJSON(make([]byte, 0, 192+len(a.Response)+len(a.Error))), nil
 }
 
-// deliveryLog keeps the last n attempts of a subscription in memory.
-type deliveryLog struct {
-	mu   sync.Mutex
-	buf  []Attempt
-	next int
-	full bool
-}
-
-func newDeliveryLog(n int) *deliveryLog {
-	return &deliveryLog{buf: make([]Attempt, 0, min(n, 64)), next: n}
-}
-
-func (l *deliveryLog) add(a Attempt) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.full {
-		l.buf = append(l.buf, a)
-		if len(l.buf) == l.next {
-			l.full, l.next = true, 0
-		}
-		return
+func (a Attempt) appendJSON(buf []byte) []byte {
+	buf = append(buf, `{"time":"`...)
+	buf = a.Time.AppendFormat(buf, time.RFC3339Nano)
+	buf = append(buf, `","webhook_id":`...)
+	buf = appendJSONString(buf, a.WebhookID)
+	buf = append(buf, `,"attempt":`...)
+	buf = strconv.AppendInt(buf, int64(a.Attempt), 10)
+	if a.Status != 0 {
+		buf = append(buf, `,"status":`...)
+		buf = strconv.AppendInt(buf, int64(a.Status), 10)
 	}
-	l.buf[l.next] = a
-	l.next = (l.next + 1) % len(l.buf)
+	if a.Response != "" {
+		buf = append(buf, `,"response":`...)
+		buf = appendJSONString(buf, a.Response)
+	}
+	if a.Error != "" {
+		buf = append(buf, `,"error":`...)
+		buf = appendJSONString(buf, a.Error)
+	}
+	buf = append(buf, `,"outcome":`...)
+	buf = appendJSONString(buf, a.Outcome)
+	buf = append(buf, `,"latency_ms":`...)
+	buf = strconv.AppendFloat(buf, float64(a.Latency.Microseconds())/1000, 'f', -1, 64)
+	return append(buf, '}')
 }
 
-// list returns the attempts, newest first.
-func (l *deliveryLog) list() []Attempt {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	out := make([]Attempt, 0, len(l.buf))
-	if !l.full {
-		for i := len(l.buf) - 1; i >= 0; i-- {
-			out = append(out, l.buf[i])
-		}
-		return out
+// UnmarshalJSON reads latency_ms back into Latency.
+func (a *Attempt) UnmarshalJSON(data []byte) error {
+	var j attemptJSON
+	if err := json.Unmarshal(data, &j); err != nil {
+		return err
 	}
-	for i := range len(l.buf) {
-		out = append(out, l.buf[(l.next-1-i+2*len(l.buf))%len(l.buf)])
-	}
-	return out
+	*a = Attempt(j.plainAttempt)
+	a.Latency = time.Duration(j.LatencyMs * float64(time.Millisecond))
+	return nil
+}
+
+// record appends an attempt to the subscription's history: an asynchronous
+// journal append that never blocks the delivery (dropped and counted by the
+// broker when the engine falls behind).
+func (d *dispatcher) recordAttempt(a Attempt) {
+	var arr [512]byte
+	d.s.b.JournalAppend(deliveriesJournal, d.id, a.appendJSON(arr[:0]))
 }
 
 // Deliveries returns a subscription's last attempts (at most
-// Config.DeliveryLogSize, kept in memory), newest first.
-func (s *Service) Deliveries(id string) ([]Attempt, error) {
-	d, err := s.lookup(id)
+// Config.DeliveryLogSize, kept in the broker's journal, so they survive
+// restarts and are seen by every node), newest first.
+func (s *Service) Deliveries(ctx context.Context, id string) ([]Attempt, error) {
+	if _, err := s.lookup(id); err != nil {
+		return nil, err
+	}
+	return s.deliveries(ctx, id)
+}
+
+func (s *Service) deliveries(ctx context.Context, id string) ([]Attempt, error) {
+	entries, err := s.b.JournalRead(ctx, deliveriesJournal, id, s.cfg.DeliveryLogSize)
 	if err != nil {
 		return nil, err
 	}
-	return d.hist.list(), nil
+	out := make([]Attempt, 0, len(entries))
+	for _, e := range entries {
+		var a Attempt
+		if err := json.Unmarshal(e.Data, &a); err != nil {
+			s.log.Warn("skipping a corrupt delivery attempt", "id", id, "seq", e.Seq, "error", err)
+			continue
+		}
+		out = append(out, a)
+	}
+	return out, nil
 }

@@ -344,7 +344,11 @@ func (s *Service) handleDeliveries(r *http.Request, user string) (int, any, erro
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, d.hist.list(), nil
+	att, err := s.deliveries(r.Context(), d.id)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, att, nil
 }
 
 func queryLimit(r *http.Request, def, limit int) (int, error) {

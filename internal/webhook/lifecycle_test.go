@@ -112,8 +112,12 @@ func TestRetrySurvivesRestart(t *testing.T) {
 	got, ok := e.s.Get(sub.ID)
 	require.True(t, ok)
 	verifyStandard(t, got.Secret, reqs[1])
-	eventually(t, func() bool { return len(e.deliveries(t, sub.ID)) == 1 }, "attempt not listed after restart")
-	require.Equal(t, 2, e.deliveries(t, sub.ID)[0].Attempt)
+	// The attempt history is a journal in the engine: it survives the restart.
+	eventually(t, func() bool { return len(e.deliveries(t, sub.ID)) == 2 }, "attempts not listed after restart")
+	att := e.deliveries(t, sub.ID)
+	require.Equal(t, []int{2, 1}, []int{att[0].Attempt, att[1].Attempt}, "newest first")
+	require.Equal(t, []string{outcomeDelivered, outcomeRetry}, []string{att[0].Outcome, att[1].Outcome})
+	require.Equal(t, http.StatusServiceUnavailable, att[1].Status)
 	quietPeriod(300 * time.Millisecond)
 	require.Len(t, sk.got(), 2, "exactly one successful delivery")
 }
@@ -519,4 +523,34 @@ func TestQueueDeletedExternallyIsRecreated(t *testing.T) {
 	code, _ := e.postBinary(t, "/v1/events/%2F/events", "r1", "re.x", "", "{}")
 	require.Equal(t, http.StatusAccepted, code)
 	sk.waitReqs(t, 1)
+}
+
+// The deliveries list is a journal bounded by DeliveryLogSize per
+// subscription; deleting the subscription deletes its history.
+func TestDeliveriesBoundedAndDeletedWithSubscription(t *testing.T) {
+	t.Parallel()
+	e := setup(t, func(c *Config) { c.DeliveryLogSize = 3 })
+	sk := newSink(t, always(200))
+	sub := e.create(t, map[string]any{"url": sk.ts.URL, "exchange": "events", "binding_key": "b.#", "concurrency": 1})
+	for i := range 5 {
+		code, body := e.postBinary(t, "/v1/events/%2F/events", fmt.Sprint("b", i), "b.x", "", "{}")
+		require.Equal(t, http.StatusAccepted, code, "%s", body)
+	}
+	sk.waitReqs(t, 5)
+	eventually(t, func() bool { return e.sub(t, sub.ID).Pending == 0 }, "queue not drained")
+	att := e.deliveries(t, sub.ID)
+	require.Len(t, att, 3, "bounded to DeliveryLogSize")
+	for _, a := range att {
+		require.Equal(t, outcomeDelivered, a.Outcome)
+		require.Positive(t, a.Latency, "latency_ms round-trips")
+	}
+	got, err := e.b.JournalRead(bg, deliveriesJournal, sub.ID, 0)
+	require.NoError(t, err)
+	require.Len(t, got, 3, "the journal itself keeps only DeliveryLogSize")
+
+	code, _ := e.do(t, "DELETE", "/v1/webhooks/"+sub.ID, nil)
+	require.Equal(t, http.StatusNoContent, code)
+	got, err = e.b.JournalRead(bg, deliveriesJournal, sub.ID, 0)
+	require.NoError(t, err)
+	require.Empty(t, got, "history deleted with the subscription")
 }

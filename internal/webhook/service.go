@@ -21,9 +21,12 @@ type Service struct {
 	log   *slog.Logger
 	guard *TargetGuard
 
-	mu    sync.Mutex // guards subs and state
-	subs  map[string]*dispatcher
-	state int // 0 new, 1 running, 2 stopped
+	mu       sync.Mutex // guards subs, removing and state
+	subs     map[string]*dispatcher
+	removing map[string]bool // ids being deleted through this node
+	state    int             // 0 new, 1 running, 2 stopped
+
+	sync syncer // applies record changes (sync.go)
 
 	bg     sync.WaitGroup                         // background work (breaker trips, 410 removals)
 	snips  sync.Pool                              // *[]byte of SnippetBytes, for response snippets
@@ -70,13 +73,15 @@ func New(cfg Config) (*Service, error) {
 	}
 	cfg = cfg.withDefaults()
 	s := &Service{
-		cfg:    cfg,
-		b:      cfg.Broker,
-		log:    cfg.Logger,
-		guard:  NewTargetGuard(cfg.AllowPrivate),
-		subs:   map[string]*dispatcher{},
-		jitter: fullJitter,
+		cfg:      cfg,
+		b:        cfg.Broker,
+		log:      cfg.Logger,
+		guard:    NewTargetGuard(cfg.AllowPrivate),
+		subs:     map[string]*dispatcher{},
+		removing: map[string]bool{},
+		jitter:   fullJitter,
 	}
+	s.sync.init()
 	s.snips.New = func() any { b := make([]byte, cfg.SnippetBytes); return &b }
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil

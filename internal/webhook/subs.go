@@ -120,7 +120,9 @@ func (s *Service) dropTopology(ctx context.Context, sub Subscription) {
 	}
 }
 
-// Start recovers the persisted subscriptions and starts their dispatchers.
+// Start recovers the persisted subscriptions and starts their dispatchers,
+// then follows the subscription records: subscriptions created, changed or
+// deleted through another node of a cluster are applied here too.
 func (s *Service) Start(ctx context.Context) error {
 	s.mu.Lock()
 	if s.state != 0 {
@@ -129,6 +131,10 @@ func (s *Service) Start(ctx context.Context) error {
 	}
 	s.state = 1
 	s.mu.Unlock()
+	if err := s.b.EnsureJournal(ctx, deliveriesJournal, s.cfg.DeliveryLogSize); err != nil {
+		return fmt.Errorf("opening the deliveries journal: %w", err)
+	}
+	s.startSync()
 	recs, err := s.loadRecords()
 	if err != nil {
 		return err
@@ -139,6 +145,10 @@ func (s *Service) Start(ctx context.Context) error {
 		}
 		d := newDispatcher(s, rec)
 		s.mu.Lock()
+		if s.subs[rec.Sub.ID] != nil { // the syncer was first
+			s.mu.Unlock()
+			continue
+		}
 		s.subs[rec.Sub.ID] = d
 		s.mu.Unlock()
 		if err := d.start(); err != nil {
@@ -158,6 +168,7 @@ func (s *Service) Stop(ctx context.Context) {
 		return
 	}
 	s.state = 2
+	s.stopSync()
 	ds := make([]*dispatcher, 0, len(s.subs))
 	for _, d := range s.subs {
 		ds = append(ds, d)
@@ -214,7 +225,11 @@ func (s *Service) Create(ctx context.Context, spec Spec) (Subscription, error) {
 		s.mu.Unlock()
 		return Subscription{}, errNotRunning()
 	}
-	s.subs[sub.ID] = d
+	if cur := s.subs[sub.ID]; cur != nil {
+		d = cur // the syncer saw the record first
+	} else {
+		s.subs[sub.ID] = d
+	}
 	s.mu.Unlock()
 	if err := d.start(); err != nil {
 		return Subscription{}, err
@@ -290,11 +305,23 @@ func (s *Service) remove(ctx context.Context, d *dispatcher) error {
 		return errs.New(errs.NotFound, "no webhook subscription %q", sub.ID)
 	}
 	delete(s.subs, sub.ID)
+	s.removing[sub.ID] = true
 	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.removing, sub.ID)
+		s.mu.Unlock()
+	}()
 	d.remove(ctx)
-	s.dropTopology(ctx, sub)
+	// The record goes first: the other nodes of a cluster stop their
+	// dispatchers on it, before the queues' deletion reaches them (which
+	// would otherwise look like a queue deleted behind their back).
 	if err := s.b.DeleteRecord(ctx, recordKind, sub.ID); err != nil {
 		return fmt.Errorf("deleting subscription %s: %w", sub.ID, err)
+	}
+	s.dropTopology(ctx, sub)
+	if err := s.b.JournalDelete(ctx, deliveriesJournal, sub.ID); err != nil {
+		s.log.Warn("deleting a webhook subscription's deliveries", "id", sub.ID, "error", err)
 	}
 	return nil
 }
