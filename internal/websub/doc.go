@@ -29,11 +29,15 @@
 // records of kind "websub" keyed by a hash of (topic, callback); the secret
 // lives only in the webhook subscription. Topics are their exchanges and
 // their bindings are broker bindings. All of it is replicated metadata, so
-// a restart (or another node) rebuilds the hub from the broker.
+// a restart (or another node) rebuilds the hub from the broker, and a
+// running hub follows the records (Broker.WatchRecords): subscriptions made,
+// renewed or ended through another node of a cluster are applied, and their
+// leases timed, without a restart.
 //
 // # Lock order
 //
 // Hub.stateMu (serializes every state change: broker and distributor
 // writes happen under it) before Hub.mu (guards the in-memory maps, held
-// briefly, never across I/O).
+// briefly, never across I/O other than reading the broker's in-memory
+// metadata), before the broker's own locks.
 package websub

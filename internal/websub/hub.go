@@ -35,21 +35,23 @@ type Hub struct {
 	b   *broker.Broker
 	log *slog.Logger
 
-	state  atomic.Int32 // 0 new, 1 running, 2 stopped
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	jobs   chan func(ctx context.Context)
-	wake   chan struct{} // lease set changed: recompute the next expiry
-	quit   chan struct{} // closed by Stop: the lease loop ends
+	state   atomic.Int32 // 0 new, 1 running, 2 stopped
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	jobs    chan func(ctx context.Context)
+	wake    chan struct{} // lease set changed: recompute the next expiry
+	quit    chan struct{} // closed by Stop: the lease loop ends
+	unwatch func()        // stops the broker record watch
 
 	// Lock order: stateMu before mu. stateMu serializes every change of
 	// hub state (broker metadata and distributor writes happen under it);
 	// mu guards the maps and is held only briefly.
-	stateMu sync.Mutex
-	mu      sync.Mutex
-	subs    map[string]*subscription // by subKey(topic, callback)
-	topics  map[string]*topicState   // by topic URL
+	stateMu  sync.Mutex
+	mu       sync.Mutex
+	subs     map[string]*subscription // by subKey(topic, callback)
+	topics   map[string]*topicState   // by topic URL
+	suspects map[string]bool          // orphans seen by the last reconcile
 }
 
 // subscription is one verified (topic, callback) pair.
@@ -122,7 +124,11 @@ func (h *Hub) Start(ctx context.Context) error {
 	if !h.state.CompareAndSwap(0, 1) {
 		return errors.New("websub: Start called twice or after Stop")
 	}
+	// Watch before loading, so no change falls in between: subscriptions
+	// made, renewed or ended through another node are applied as they come.
+	h.unwatch = h.b.WatchRecords(recordKind, h.recordChanged)
 	if err := h.load(); err != nil {
+		h.unwatch()
 		h.state.Store(2)
 		h.cancel()
 		return err
@@ -144,6 +150,7 @@ func (h *Hub) Stop(ctx context.Context) {
 		h.cancel()
 		return
 	}
+	h.unwatch()
 	h.mu.Lock()
 	close(h.jobs)
 	h.mu.Unlock()
@@ -187,24 +194,80 @@ func (h *Hub) worker() {
 // load rebuilds the in-memory state from the broker: topics from their
 // exchanges, subscriptions from their records.
 func (h *Hub) load() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	for _, x := range h.b.Exchanges("") {
 		if !strings.HasPrefix(x.Name, topicExchangePrefix) {
 			continue
 		}
 		topic, _ := x.Arguments[argTopic].(string)
-		if topic == "" || TopicExchange(topic) != x.Name {
+		if topic == "" || TopicExchange(topic) != x.Name || h.topics[topic] != nil {
 			continue
 		}
 		h.topics[topic] = &topicState{topic: topic, vhost: x.VHost, exchange: x.Name}
 	}
 	for key, data := range h.b.Records(recordKind) {
-		var rec subRecord
-		if err := json.Unmarshal(data, &rec); err != nil {
-			return fmt.Errorf("decoding websub subscription %s: %w", key, err)
+		if err := h.applyRecordLocked(key, data, true); err != nil {
+			return err
 		}
-		h.subs[key] = &subscription{key: key, topic: rec.Topic, callback: rec.Callback, expires: rec.Expires, sinkID: rec.SinkID, secret: rec.Signed}
-		if ts := h.topics[rec.Topic]; ts != nil {
+	}
+	return nil
+}
+
+// recordChanged applies a subscription record changed through this node or
+// another one (Broker.WatchRecords): the subscription's lease is timed here
+// whichever node made it. It reads the record's current state under mu, so
+// concurrent calls leave the latest state.
+func (h *Hub) recordChanged(key string, _ []byte, _ bool) {
+	h.mu.Lock()
+	data, ok := h.b.Record(recordKind, key)
+	err := h.applyRecordLocked(key, data, ok)
+	h.mu.Unlock()
+	if err != nil {
+		h.log.Warn("websub: applying a subscription record", "error", err)
+	}
+	h.poke()
+}
+
+// applyRecordLocked makes h.subs[key] match its record (absent when !ok),
+// counting the topic's subscriptions. Idempotent. Caller holds mu.
+func (h *Hub) applyRecordLocked(key string, data []byte, ok bool) error {
+	prev := h.subs[key]
+	if !ok {
+		if prev != nil {
+			delete(h.subs, key)
+			if ts := h.topics[prev.topic]; ts != nil {
+				ts.subs--
+			}
+		}
+		return nil
+	}
+	var rec subRecord
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return fmt.Errorf("decoding websub subscription %s: %w", key, err)
+	}
+	if prev == nil {
+		ts := h.topics[rec.Topic]
+		if ts == nil { // a topic made through another node
+			ts = h.topicFromBroker(rec.Topic)
+		}
+		if ts != nil {
 			ts.subs++
+		}
+	}
+	h.subs[key] = &subscription{key: key, topic: rec.Topic, callback: rec.Callback, expires: rec.Expires, sinkID: rec.SinkID, secret: rec.Signed}
+	return nil
+}
+
+// topicFromBroker finds a topic's exchange among the broker's and records
+// it in h.topics; nil if it has none. Caller holds mu.
+func (h *Hub) topicFromBroker(topic string) *topicState {
+	name := TopicExchange(topic)
+	for _, x := range h.b.Exchanges("") {
+		if x.Name == name {
+			ts := &topicState{topic: topic, vhost: x.VHost, exchange: name}
+			h.topics[topic] = ts
+			return ts
 		}
 	}
 	return nil
@@ -337,7 +400,7 @@ func (h *Hub) subscribe(ctx context.Context, req request) error {
 		return err
 	}
 	h.mu.Lock()
-	if old == nil {
+	if h.subs[key] == nil { // the record watch may have added it already
 		ts.subs++
 	}
 	h.subs[key] = sub
@@ -386,9 +449,11 @@ func (h *Hub) removeLocked(ctx context.Context, sub *subscription, deleteSink bo
 		return fmt.Errorf("deleting a websub subscription: %w", err)
 	}
 	h.mu.Lock()
-	delete(h.subs, sub.key)
-	if ts := h.topics[sub.topic]; ts != nil {
-		ts.subs--
+	if _, ok := h.subs[sub.key]; ok { // the record watch may have removed it already
+		delete(h.subs, sub.key)
+		if ts := h.topics[sub.topic]; ts != nil {
+			ts.subs--
+		}
 	}
 	h.mu.Unlock()
 	h.dropTopicIfUnusedLocked(ctx, sub.topic)
@@ -504,6 +569,9 @@ func (h *Hub) expire() {
 // reconcile removes subscriptions whose sink the distributor no longer
 // holds (it ended them, e.g. on 410 without Gone being wired) and sinks
 // without a subscription (a crash interrupted a subscribe or unsubscribe).
+// Only what was already orphaned at the previous pass is removed: in a
+// cluster a subscribe made through another node reaches this node's
+// distributor and hub one after the other, a moment apart.
 func (h *Hub) reconcile() {
 	ctx, cancel := writeCtx(h.ctx)
 	defer cancel()
@@ -516,12 +584,23 @@ func (h *Hub) reconcile() {
 	h.mu.Lock()
 	var orphans []*subscription
 	held := map[string]bool{}
+	suspects := map[string]bool{}
 	for _, s := range h.subs {
 		if _, ok := sinks[s.sinkID]; !ok {
-			orphans = append(orphans, s)
+			suspects["s"+s.key] = true
+			if h.suspects["s"+s.key] {
+				orphans = append(orphans, s)
+			}
 		}
 		held[s.sinkID] = true
 	}
+	for id := range sinks {
+		if !held[id] {
+			suspects["d"+id] = true
+		}
+	}
+	prev := h.suspects
+	h.suspects = suspects
 	h.mu.Unlock()
 	for _, s := range orphans {
 		if err := h.removeLocked(ctx, s, false); err != nil {
@@ -529,7 +608,7 @@ func (h *Hub) reconcile() {
 		}
 	}
 	for id, s := range sinks {
-		if !held[id] {
+		if !held[id] && prev["d"+id] {
 			h.log.Warn("websub: ending a distribution without a subscription", "topic", s.Topic)
 			if err := h.cfg.Distributor.Delete(ctx, id); err != nil {
 				h.log.Warn("websub: ending a distribution without a subscription", "error", err)

@@ -450,3 +450,34 @@ func TestLifecycle(t *testing.T) {
 		Client: e.wh.Guard().Client(), LeaseMin: time.Hour, LeaseMax: time.Minute})
 	require.ErrorContains(t, err, "LeaseMin")
 }
+
+// A second hub on the same broker stands for another node of a cluster: it
+// shares the records but not the first hub's memory. A subscription made
+// through the first hub is known to the second at once (no restart), and the
+// second times its lease: with the first hub stopped, the second expires it.
+func TestSubscriptionMadeElsewhereIsFollowed(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	cfg := e.hub.cfg
+	other, err := New(cfg)
+	require.NoError(t, err)
+	require.NoError(t, other.Start(context.Background()))
+	defer other.Stop(context.Background())
+	sub := newSubscriber(t, "elsewhere")
+	topic := "http://example.com/elsewhere"
+	subscribed(t, e, sub, topic, url.Values{"hub.lease_seconds": {"1"}})
+	waitFor(t, "the other hub to know the subscription", func() bool {
+		for _, si := range other.Subscriptions() {
+			if si.Topic == topic && si.Callback == sub.callback {
+				return true
+			}
+		}
+		return false
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	e.hub.Stop(ctx) // only the other hub's lease timer is left
+	waitFor(t, "the other hub to expire the lease", func() bool {
+		return len(e.broker.Records(recordKind)) == 0 && e.websubSinks() == 0 && len(other.Subscriptions()) == 0
+	})
+}
