@@ -15,6 +15,7 @@ import (
 
 	"github.com/heraldhq/herald/internal/broker"
 	"github.com/heraldhq/herald/internal/engine"
+	"github.com/heraldhq/herald/internal/engine/enginetest"
 	"github.com/heraldhq/herald/internal/errs"
 )
 
@@ -506,43 +507,19 @@ func freeAddr(t *testing.T) string {
 // started one after another) and stops them at the end of the test.
 func startCluster(t *testing.T, ctx context.Context, n int) []*broker.Broker {
 	t.Helper()
-	addrs := make([]string, n)
-	for i := range addrs {
-		addrs[i] = freeAddr(t)
-	}
-	engines := make([]*engine.Engine, n)
+	engines := enginetest.StartCluster(t, ctx, n, quiet)
 	brokers := make([]*broker.Broker, n)
-	var wg sync.WaitGroup
-	errsC := make([]error, n)
-	for i := range n {
-		routes := append(append([]string{}, addrs[:i]...), addrs[i+1:]...)
-		eng, err := engine.New(engine.Config{DataDir: t.TempDir(), NodeName: fmt.Sprintf("node-%c", 'a'+i),
-			ClusterName: "broker-test", ClusterListen: addrs[i], Routes: routes, Logger: quiet})
-		require.NoError(t, err)
-		engines[i] = eng
-		wg.Go(func() { errsC[i] = eng.Start(ctx) })
-	}
-	wg.Wait()
-	t.Cleanup(func() {
+	t.Cleanup(func() { // before the engines stop
 		var wg sync.WaitGroup
-		for i := range n {
-			wg.Go(func() {
-				if brokers[i] != nil {
-					brokers[i].Stop(bg)
-				}
-			})
-		}
-		wg.Wait()
-		for i := range n {
-			wg.Go(func() { engines[i].Stop(bg) })
+		for _, b := range brokers {
+			if b != nil {
+				wg.Go(func() { b.Stop(bg) })
+			}
 		}
 		wg.Wait()
 	})
-	for i := range n {
-		require.NoError(t, errsC[i])
-	}
-	for i := range n { // one after another: the first creates the defaults
-		b, err := broker.New(broker.Config{Engine: engines[i], Logger: quiet})
+	for i, eng := range engines { // one after another: the first creates the defaults
+		b, err := broker.New(broker.Config{Engine: eng, Logger: quiet})
 		require.NoError(t, err)
 		require.NoError(t, b.Start(ctx))
 		brokers[i] = b

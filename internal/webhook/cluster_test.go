@@ -2,8 +2,6 @@ package webhook
 
 import (
 	"context"
-	"fmt"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +10,7 @@ import (
 
 	"github.com/heraldhq/herald/internal/broker"
 	"github.com/heraldhq/herald/internal/engine"
+	"github.com/heraldhq/herald/internal/engine/enginetest"
 	"github.com/heraldhq/herald/internal/errs"
 )
 
@@ -26,55 +25,28 @@ type clusterNode struct {
 // the end of the test.
 func startCluster(t *testing.T, ctx context.Context, n int) []*clusterNode {
 	t.Helper()
-	addrs := make([]string, n)
-	for i := range addrs {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		addrs[i] = ln.Addr().String()
-		require.NoError(t, ln.Close())
-	}
+	engines := enginetest.StartCluster(t, ctx, n, quiet)
 	nodes := make([]*clusterNode, n)
-	errsC := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		routes := append(append([]string{}, addrs[:i]...), addrs[i+1:]...)
-		eng, err := engine.New(engine.Config{DataDir: t.TempDir(), NodeName: fmt.Sprintf("node-%c", 'a'+i),
-			ClusterName: "webhook-test", ClusterListen: addrs[i], Routes: routes, Logger: quiet})
-		require.NoError(t, err)
-		nodes[i] = &clusterNode{eng: eng}
-		wg.Go(func() { errsC[i] = eng.Start(ctx) })
-	}
-	wg.Wait()
-	t.Cleanup(func() {
+	t.Cleanup(func() { // before the engines stop
 		var wg sync.WaitGroup
 		for _, nd := range nodes {
-			wg.Go(func() {
-				if nd.s != nil {
+			if nd != nil {
+				wg.Go(func() {
 					nd.s.Stop(bg)
-				}
-				if nd.b != nil {
 					nd.b.Stop(bg)
-				}
-			})
-		}
-		wg.Wait()
-		for _, nd := range nodes {
-			wg.Go(func() { nd.eng.Stop(bg) })
+				})
+			}
 		}
 		wg.Wait()
 	})
-	for i := range n {
-		require.NoError(t, errsC[i])
-	}
-	for _, nd := range nodes { // one after another: the first creates the defaults
-		b, err := broker.New(broker.Config{Engine: nd.eng, Logger: quiet})
+	for i, eng := range engines { // one after another: the first creates the defaults
+		b, err := broker.New(broker.Config{Engine: eng, Logger: quiet})
 		require.NoError(t, err)
 		require.NoError(t, b.Start(ctx))
-		nd.b = b
 		s, err := New(Config{Broker: b, Logger: quiet, AllowPrivate: loopback})
 		require.NoError(t, err)
+		nodes[i] = &clusterNode{eng: eng, b: b, s: s}
 		require.NoError(t, s.Start(ctx))
-		nd.s = s
 	}
 	return nodes
 }
