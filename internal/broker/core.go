@@ -106,8 +106,6 @@ func (b *core) start(ctx context.Context) error {
 	b.bgCtx, b.bgCancel = context.WithCancel(context.Background())
 	b.bg.Add(1)
 	go b.runJanitor()
-	b.bg.Add(1)
-	go b.runJournal()
 	replicas := 1
 	if b.eng.Clustered() {
 		replicas = 3
@@ -143,6 +141,8 @@ func (b *core) start(ctx context.Context) error {
 		stop()
 		return err
 	}
+	b.bg.Add(1)
+	go b.runJournal()
 	return nil
 }
 
