@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -492,15 +491,6 @@ func TestUsersAndPermissions(t *testing.T) {
 	require.NoError(t, b.AddVHost(bg, "other"))
 	require.True(t, errs.Is(b.Authorize("app", "other", broker.AccessRead, "x"), errs.AccessRefused))
 	require.True(t, errs.Is(b.SetPermission(bg, broker.Permission{User: "app", VHost: "/", Configure: "("}), errs.BadArgument))
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	return addr
 }
 
 // startCluster starts n nodes in one process (engines clustered, brokers
