@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -25,6 +26,12 @@ import (
 // the purge never removes a message that was not asked for (unless the log is
 // deleted and re-created in between, which would make the sequences stale for
 // individual deletes too).
+//
+// Deletes whose reply is lost (the connection dropped, or the server stayed
+// silent for apiTimeout) are queued again and retried after deleteRetryWait:
+// deleting a message that is gone already succeeds, so a retry is harmless.
+// Only Stop gives up on them (after its drain bound); those messages stay in
+// their log.
 type deleter struct {
 	r     *run
 	limit int
@@ -52,6 +59,12 @@ const (
 	// minPurgeRun is the shortest leading run worth a purge: a purge plus the
 	// state read cost about as much as 8 pipelined single deletes.
 	minPurgeRun = 8
+	// deleteRetryWait is the pause before deletes whose replies were lost
+	// are sent again.
+	deleteRetryWait = 200 * time.Millisecond
+	// deleteReplyPoll is how often a worker waiting for replies checks
+	// whether the connection dropped.
+	deleteReplyPoll = 100 * time.Millisecond
 )
 
 func newDeleter(r *run, limit int) (*deleter, error) {
@@ -102,42 +115,65 @@ func (d *deleter) add(log string, seqs ...uint64) {
 func (d *deleter) work() {
 	defer close(d.done)
 	defer func() { _ = d.sub.Unsubscribe() }()
+	var retry <-chan time.Time
 	for {
 		select {
 		case <-d.wake:
+		case <-retry:
 		case <-d.flush:
-			d.round() // everything queued before close
+			// Everything queued before close, retried until the drain
+			// bound; apply drops what is left once abort is closed.
+			for d.round() {
+				select {
+				case <-d.abort:
+				case <-time.After(deleteRetryWait):
+				}
+			}
 			return
 		}
-		d.round()
+		retry = nil
+		if d.round() {
+			retry = time.After(deleteRetryWait)
+		}
 	}
 }
 
-// round applies every pending delete.
-func (d *deleter) round() {
+// round applies every pending delete; it reports whether some were queued
+// again to be retried.
+func (d *deleter) round() bool {
 	d.mu.Lock()
 	batch := d.pending
 	d.pending = make(map[string][]uint64, len(batch))
 	d.mu.Unlock()
 	if len(batch) == 0 {
-		return
+		return false
 	}
-	count := 0
+	count, again := 0, 0
 	for log, seqs := range batch {
 		count += len(seqs)
-		d.apply(log, seqs)
+		if left := d.apply(log, seqs); len(left) > 0 {
+			again += len(left)
+			d.mu.Lock()
+			d.pending[log] = append(d.pending[log], left...)
+			d.mu.Unlock()
+		}
+	}
+	if again > 0 {
+		d.r.log.Warn("async delete: replies lost; retrying", "count", again)
 	}
 	d.mu.Lock()
-	d.n -= count
+	d.n -= count - again
 	d.cond.Broadcast()
 	d.mu.Unlock()
+	return again > 0
 }
 
-func (d *deleter) apply(log string, seqs []uint64) {
+// apply deletes seqs from log and returns those to retry.
+func (d *deleter) apply(log string, seqs []uint64) []uint64 {
 	select {
 	case <-d.abort:
-		d.r.log.Warn("stop: pending deletes not applied", "log", log, "count", len(seqs))
-		return
+		d.r.log.Warn("stop: pending deletes not applied; the messages stay in the log", "log", log, "count", len(seqs))
+		return nil
 	default:
 	}
 	slices.Sort(seqs)
@@ -145,7 +181,7 @@ func (d *deleter) apply(log string, seqs []uint64) {
 	if run := leadingRun(seqs); run >= minPurgeRun {
 		seqs = d.purgeRun(log, seqs, run)
 	}
-	d.deleteEach(log, seqs)
+	return d.deleteEach(log, seqs)
 }
 
 // leadingRun is the length of the run of consecutive sequences at the start
@@ -189,54 +225,84 @@ func (d *deleter) purgeRun(log string, seqs []uint64, run int) []uint64 {
 	return seqs[run:]
 }
 
-// deleteEach sends one delete request per sequence, pipelined.
-func (d *deleter) deleteEach(log string, seqs []uint64) {
+// deleteEach sends one delete request per sequence, pipelined, and returns
+// the sequences whose reply did not come: those not sent and those in flight
+// when the connection dropped or the server fell silent for apiTimeout.
+func (d *deleter) deleteEach(log string, seqs []uint64) []uint64 {
 	if len(seqs) == 0 {
-		return
+		return nil
 	}
 	subject := apiMsgDelete + log
 	first := d.reqID + 1 // replies with smaller ids belong to abandoned rounds
-	inflight, failed := 0, 0
+	gen := d.r.disconnects.Load()
+	replied := make([]bool, len(seqs)) // by request id - first
+	sent, inflight, failed := 0, 0, 0
 	var lastErr error
-	receive := func() bool {
-		m, err := d.sub.NextMsg(apiTimeout)
-		if err != nil {
-			d.r.log.Warn("async delete: waiting for replies", "log", log, "inflight", inflight, "err", err)
-			return false
+	// unanswered lists what to retry once the replies stop.
+	unanswered := func(err error) []uint64 {
+		var left []uint64
+		for i, ok := range replied {
+			if !ok {
+				left = append(left, seqs[i])
+			}
 		}
-		id, _ := strconv.ParseUint(m.Subject[len(d.reply):], 10, 64)
-		if id < first {
-			return true
+		d.r.log.Warn("async delete: replies lost", "log", log, "inflight", inflight, "unsent", len(seqs)-sent, "err", err)
+		return left
+	}
+	receive := func() error {
+		wait := time.Now().Add(apiTimeout)
+		for {
+			m, err := d.sub.NextMsg(deleteReplyPoll)
+			if errors.Is(err, nats.ErrTimeout) {
+				if d.r.disconnects.Load() != gen {
+					return nats.ErrDisconnected
+				}
+				if time.Now().Before(wait) {
+					continue
+				}
+			}
+			if err != nil {
+				return err
+			}
+			id, _ := strconv.ParseUint(m.Subject[len(d.reply):], 10, 64)
+			if id < first || id >= first+uint64(sent) {
+				continue
+			}
+			if replied[id-first] {
+				continue
+			}
+			replied[id-first] = true
+			inflight--
+			if err := deleteResult(log, m.Data); err != nil {
+				failed++
+				lastErr = err
+			}
+			return nil
 		}
-		inflight--
-		if err := deleteResult(log, m.Data); err != nil {
-			failed++
-			lastErr = err
-		}
-		return true
 	}
 	for _, seq := range seqs {
 		for inflight >= deleteWindow {
-			if !receive() {
-				return
+			if err := receive(); err != nil {
+				return unanswered(err)
 			}
 		}
 		d.reqID++
 		d.body = deleteBody(d.body, seq)
 		if err := d.r.nc.PublishRequest(subject, d.reply+strconv.FormatUint(d.reqID, 10), d.body); err != nil {
-			d.r.log.Warn("async delete: publish", "log", log, "err", err)
-			return
+			return unanswered(err)
 		}
+		sent++
 		inflight++
 	}
 	for inflight > 0 {
-		if !receive() {
-			return
+		if err := receive(); err != nil {
+			return unanswered(err)
 		}
 	}
 	if failed > 0 {
 		d.r.log.Warn("async delete failed", "log", log, "failed", failed, "of", len(seqs), "err", lastErr)
 	}
+	return nil
 }
 
 // close stops accepting deletes, applies the queued ones until ctx ends and

@@ -38,6 +38,9 @@ const (
 	// arrives (a lost leader in a cluster); it must exceed the time a full
 	// MaxPending window needs to drain with fsync always.
 	asyncAckTimeout = 30 * time.Second
+	// inProcessReconnectWait is the pause between attempts to reconnect the
+	// in-process client; an attempt costs a net.Pipe, not a dial.
+	inProcessReconnectWait = 20 * time.Millisecond
 	// readyPoll is how often Start polls for JetStream readiness.
 	readyPoll = 50 * time.Millisecond
 )
@@ -66,6 +69,8 @@ type run struct {
 
 	pub *publisher // set once in start, under mu
 	del *deleter
+
+	disconnects atomic.Uint64 // connections lost so far
 
 	mu      sync.Mutex        // guards subs and closing
 	subs    map[*sub]struct{} // running tails and watches
@@ -216,18 +221,10 @@ func (r *run) start(ctx context.Context) error {
 	cfg := r.e.cfg
 	var err error
 	if cfg.ExternalURL != "" {
-		r.nc, err = nats.Connect(cfg.ExternalURL,
+		r.nc, err = nats.Connect(cfg.ExternalURL, append(r.connHandlers(cfg.ExternalURL),
 			nats.Name("herald-engine "+cfg.NodeName),
 			nats.MaxReconnects(-1),
-			nats.ErrorHandler(r.natsErr),
-			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-				if err != nil {
-					r.log.Warn("disconnected from NATS", "url", cfg.ExternalURL, "err", err)
-				}
-				r.disconnected()
-			}),
-			nats.ReconnectHandler(func(*nats.Conn) { r.log.Info("reconnected to NATS", "url", cfg.ExternalURL) }),
-		)
+		)...)
 		if err != nil {
 			return fmt.Errorf("engine: connecting to %s: %w", cfg.ExternalURL, err)
 		}
@@ -238,12 +235,18 @@ func (r *run) start(ctx context.Context) error {
 		if err := r.startServer(ctx); err != nil {
 			return err
 		}
-		opts := []nats.Option{
+		// The server may close the in-process connection like any other
+		// (a slow consumer, a stale connection); nats.go then asks the
+		// server for a new one on every reconnect attempt, so the engine
+		// reconnects at once and for as long as the server runs. closeConn
+		// closes the client before the server so it never spins.
+		opts := append(r.connHandlers("in-process"),
 			nats.InProcessServer(r.srv),
-			nats.Name("herald-engine " + cfg.NodeName),
-			nats.NoReconnect(),
-			nats.ErrorHandler(r.natsErr),
-		}
+			nats.Name("herald-engine "+cfg.NodeName),
+			nats.MaxReconnects(-1),
+			nats.ReconnectWait(inProcessReconnectWait),
+			nats.ReconnectJitter(0, 0),
+		)
 		if r.token != "" {
 			opts = append(opts, nats.Token(r.token))
 		}
@@ -276,9 +279,28 @@ func (r *run) start(ctx context.Context) error {
 	return nil
 }
 
-// disconnected fails the appends in flight: their acks are lost with the
-// connection (ExternalURL; the client reconnects on its own).
+// connHandlers are the options that report and handle a lost connection to
+// the server at where.
+func (r *run) connHandlers(where string) []nats.Option {
+	return []nats.Option{
+		nats.ErrorHandler(r.natsErr),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				r.log.Warn("engine connection to NATS lost; reconnecting", "server", where, "err", err)
+			}
+			r.disconnected()
+		}),
+		nats.ReconnectHandler(func(*nats.Conn) {
+			r.log.Warn("engine connection to NATS re-established", "server", where)
+		}),
+	}
+}
+
+// disconnected fails the appends in flight (their acks are lost with the
+// connection; the client reconnects on its own) and tells the delete worker
+// that the replies it waits for will not come.
 func (r *run) disconnected() {
+	r.disconnects.Add(1)
 	r.mu.Lock()
 	p := r.pub
 	r.mu.Unlock()

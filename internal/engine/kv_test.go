@@ -110,8 +110,13 @@ func (w *watcher) snapshot() ([]Entry, int, int) {
 
 func (w *watcher) waitLen(t testing.TB, n int) []Entry {
 	t.Helper()
+	return w.waitLenWithin(t, n, 20*time.Second)
+}
+
+func (w *watcher) waitLenWithin(t testing.TB, n int, d time.Duration) []Entry {
+	t.Helper()
 	var es []Entry
-	require.Eventually(t, func() bool { es, _, _ = w.snapshot(); return len(es) >= n }, 20*time.Second, 5*time.Millisecond,
+	require.Eventually(t, func() bool { es, _, _ = w.snapshot(); return len(es) >= n }, d, 5*time.Millisecond,
 		"want %d entries", n)
 	return es
 }

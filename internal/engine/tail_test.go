@@ -28,8 +28,12 @@ func (c *collector) seqs() []uint64 {
 
 func (c *collector) waitLen(t testing.TB, n int) {
 	t.Helper()
-	require.Eventually(t, func() bool { return len(c.seqs()) >= n }, 20*time.Second, 5*time.Millisecond,
-		"want %d messages", n)
+	c.waitLenWithin(t, n, 20*time.Second)
+}
+
+func (c *collector) waitLenWithin(t testing.TB, n int, d time.Duration) {
+	t.Helper()
+	require.Eventually(t, func() bool { return len(c.seqs()) >= n }, d, 5*time.Millisecond, "want %d messages", n)
 }
 
 func TestTail(t *testing.T) {
