@@ -45,7 +45,8 @@ type Spec struct {
 	MaxAttempts int
 	// BackoffInitial is the first retry's backoff ceiling; each retry doubles
 	// it up to BackoffMax; the actual wait is uniform in [0, ceiling) (full
-	// jitter). 0 means 5s and 1h.
+	// jitter). 0 means 5s and 1h. A Retry-After on a 429 or 503 answer,
+	// clamped to BackoffMax, makes the wait at least that long.
 	BackoffInitial, BackoffMax time.Duration
 	// Timeout bounds one attempt (connect to end of response); 0 means 10s.
 	Timeout time.Duration
@@ -124,7 +125,8 @@ type Config struct {
 	// BreakerFailures and BreakerPeriod configure the circuit breaker: a
 	// subscription whose last BreakerFailures attempts all failed, the first
 	// of them at least BreakerPeriod ago, is disabled. 0 means 100 and 10
-	// minutes; BreakerFailures < 0 disables the breaker.
+	// minutes; BreakerFailures < 0 disables the breaker. A 429 answer is
+	// neutral: it neither counts as a failed attempt nor resets the count.
 	BreakerFailures int
 	BreakerPeriod   time.Duration
 	// SecretGrace is how long a rotated-out secret still signs deliveries

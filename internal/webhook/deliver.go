@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -177,6 +178,10 @@ type result struct {
 	ok        bool // 2xx
 	gone      bool // 410 on a WebSub subscription
 	cancelled bool // the service is stopping: not an attempt
+	// retryAfter is the answer's Retry-After (429 and 503 only), clamped to
+	// the subscription's BackoffMax: the next attempt waits at least this
+	// long. 0 when absent, unparsable, not positive, or another status.
+	retryAfter time.Duration
 }
 
 func (res result) describe() string {
@@ -239,7 +244,49 @@ func (r *run) attempt(ev *prepared) result {
 	r.d.s.snips.Put(bp)
 	res.ok = resp.StatusCode >= 200 && resp.StatusCode < 300
 	res.gone = r.sub.Format == FormatWebSub && resp.StatusCode == http.StatusGone
+	if honoursRetryAfter(resp.StatusCode) {
+		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), resp.Header.Get("Date"), time.Now()); ok {
+			res.retryAfter = min(d, r.sub.BackoffMax)
+		}
+	}
 	return res
+}
+
+// honoursRetryAfter reports whether an answer's Retry-After delays the next
+// attempt: on 429 Too Many Requests (RFC 6585 §4) and 503 Service
+// Unavailable (RFC 9110 §15.6.4), the statuses it is defined as back-pressure
+// for. On a 3xx it would time a redirect, which is never followed; on other
+// statuses it has no defined meaning.
+func honoursRetryAfter(status int) bool {
+	return status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable
+}
+
+// parseRetryAfter reads a Retry-After value (RFC 9110 §10.2.3): delay-seconds,
+// or an HTTP-date taken relative to the answer's Date header (the sender's
+// clock, so clock skew does not matter; now when Date is absent or invalid).
+// ok is false when the value is empty, unparsable (a sign, a fraction), zero
+// or in the past. Delays too large for a Duration saturate (callers clamp).
+func parseRetryAfter(value, date string, now time.Time) (time.Duration, bool) {
+	value = strings.TrimSpace(value)
+	if value == "" {
+		return 0, false
+	}
+	if strings.Trim(value, "0123456789") == "" {
+		n, err := strconv.ParseInt(value, 10, 64)
+		if err != nil || n > int64(math.MaxInt64/time.Second) { // only digits: err is a range error
+			return math.MaxInt64, true
+		}
+		return time.Duration(n) * time.Second, n > 0
+	}
+	at, err := http.ParseTime(value)
+	if err != nil {
+		return 0, false
+	}
+	if d, err := http.ParseTime(date); err == nil {
+		now = d
+	}
+	d := at.Sub(now) // saturates
+	return d, d > 0
 }
 
 var userAgent = []string{"Herald-Webhooks/1"}

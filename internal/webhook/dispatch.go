@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"sync"
 	"time"
 
@@ -421,8 +422,15 @@ func (r *run) handle(dl *broker.Delivery) {
 	}
 	if !r.finish(dl, ev, res) {
 		r.log(ev, res, outcomeRetry)
-		r.retryLater(dl, ev, r.d.s.backoff(r.sub, ev.attempt))
+		r.retryLater(dl, ev, r.retryWait(ev.attempt, res))
 	}
+}
+
+// retryWait is the wait before attempt n+1 after attempt n failed with res:
+// the backoff, or the endpoint's Retry-After (already clamped to
+// BackoffMax) when that is longer.
+func (r *run) retryWait(n int, res result) time.Duration {
+	return max(r.d.s.backoff(r.sub, n), res.retryAfter)
 }
 
 // handleInPlace (ordering) retries an event while holding it unacked, so the
@@ -439,7 +447,7 @@ func (r *run) handleInPlace(dl *broker.Delivery) {
 			return
 		}
 		r.log(ev, res, outcomeRetry)
-		t := time.NewTimer(r.d.s.backoff(r.sub, ev.attempt))
+		t := time.NewTimer(r.retryWait(ev.attempt, res))
 		select {
 		case <-t.C:
 		case <-r.quit:
@@ -471,14 +479,25 @@ func (r *run) finish(dl *broker.Delivery, ev *prepared, res result) bool {
 	return true
 }
 
+// log records the attempt and feeds the circuit breaker. A 429 is neutral
+// for the breaker: it neither counts as a failed attempt nor resets the
+// count, as the endpoint is up and asking to slow down (which Retry-After
+// does); so an endpoint answering only 429 is never disabled.
 func (r *run) log(ev *prepared, res result, outcome string) {
 	now := time.Now()
-	r.d.recordAttempt(Attempt{
+	a := Attempt{
 		Time: now.UTC(), WebhookID: ev.webhookID, Attempt: ev.attempt, Status: res.status,
 		Latency: res.latency, Response: res.snippet, Error: res.errText, Outcome: outcome,
-	})
-	if res.ok || res.gone {
+	}
+	if outcome == outcomeRetry {
+		a.RetryAfter = res.retryAfter
+	}
+	r.d.recordAttempt(a)
+	switch {
+	case res.ok || res.gone:
 		r.d.succeeded()
+		return
+	case res.status == http.StatusTooManyRequests:
 		return
 	}
 	if r.d.failed(now) {

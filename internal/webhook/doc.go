@@ -7,9 +7,10 @@
 // CloudEvents JSON signed per Standard Webhooks, or a WebSub distribution),
 // at most Spec.Concurrency at a time. A failed attempt is scheduled again
 // through the broker's delayed exchange herald.webhook.retry (exponential
-// backoff with full jitter), so retries survive restarts; after MaxAttempts
-// the event goes to the dead-letter queue herald.webhook.<id>.dead, which can
-// be listed and redriven. Subscription records persist in the broker's
+// backoff with full jitter, or the endpoint's Retry-After on 429 and 503
+// when longer, clamped to BackoffMax), so retries survive restarts; after
+// MaxAttempts the event goes to the dead-letter queue herald.webhook.<id>.dead,
+// which can be listed and redriven. Subscription records persist in the broker's
 // metadata (Broker.PutRecord). Every delivery goes through TargetGuard, which
 // refuses loopback, private, link-local and metadata addresses at creation
 // and at dial time.

@@ -39,10 +39,11 @@ func FuzzStructuredEvent(f *testing.F) {
 func TestAttemptJSONRoundTrip(t *testing.T) {
 	t.Parallel()
 	a := Attempt{Time: time.Date(2026, 11, 23, 12, 0, 0, 5, time.UTC), WebhookID: "msg_1", Attempt: 2, Status: 500,
-		Latency: 1500 * time.Microsecond, Response: "boom", Outcome: outcomeRetry}
+		Latency: 1500 * time.Microsecond, Response: "boom", Outcome: outcomeRetry, RetryAfter: 1500 * time.Millisecond}
 	data, err := json.Marshal(a)
 	require.NoError(t, err)
 	require.Contains(t, string(data), `"latency_ms":1.5`)
+	require.Contains(t, string(data), `"retry_after_ms":1500`)
 	var back Attempt
 	require.NoError(t, json.Unmarshal(data, &back))
 	require.Equal(t, a, back)

@@ -157,29 +157,36 @@ func (e *env) sub(t testing.TB, id string) subJSON {
 type sinkReq struct {
 	header http.Header
 	body   []byte
+	at     time.Time // when it arrived
 }
 
 // sink is a webhook endpoint on 127.0.0.1; status decides each answer from
-// the request number (1-based) and the request.
+// the request number (1-based) and the request, and header (if set) adds
+// response headers.
 type sink struct {
 	ts     *httptest.Server
 	mu     sync.Mutex
 	reqs   []sinkReq
 	status func(n int, r *http.Request) int
+	header func(n int, h http.Header)
 }
 
 func newSink(t testing.TB, status func(n int, r *http.Request) int) *sink {
 	t.Helper()
 	s := &sink{status: status}
 	s.ts = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		at := time.Now()
 		body, _ := io.ReadAll(r.Body)
 		s.mu.Lock()
-		s.reqs = append(s.reqs, sinkReq{header: r.Header.Clone(), body: body})
-		n, fn := len(s.reqs), s.status
+		s.reqs = append(s.reqs, sinkReq{header: r.Header.Clone(), body: body, at: at})
+		n, fn, hfn := len(s.reqs), s.status, s.header
 		s.mu.Unlock()
 		code := http.StatusOK
 		if fn != nil {
 			code = fn(n, r)
+		}
+		if hfn != nil {
+			hfn(n, w.Header())
 		}
 		w.WriteHeader(code)
 		_, _ = io.WriteString(w, http.StatusText(code))
@@ -191,6 +198,12 @@ func newSink(t testing.TB, status func(n int, r *http.Request) int) *sink {
 func (s *sink) setStatus(fn func(n int, r *http.Request) int) {
 	s.mu.Lock()
 	s.status = fn
+	s.mu.Unlock()
+}
+
+func (s *sink) setHeader(fn func(n int, h http.Header)) {
+	s.mu.Lock()
+	s.header = fn
 	s.mu.Unlock()
 }
 
