@@ -28,7 +28,7 @@ import (
 // individual deletes too).
 //
 // Deletes whose reply is lost (the connection dropped, or the server stayed
-// silent for apiTimeout) are queued again and retried after deleteRetryWait:
+// silent for deleteSilence) are queued again and retried after deleteRetryWait:
 // deleting a message that is gone already succeeds, so a retry is harmless.
 // Only Stop gives up on them (after its drain bound); those messages stay in
 // their log.
@@ -60,11 +60,18 @@ const (
 	// state read cost about as much as 8 pipelined single deletes.
 	minPurgeRun = 8
 	// deleteRetryWait is the pause before deletes whose replies were lost
-	// are sent again.
-	deleteRetryWait = 200 * time.Millisecond
+	// are sent again; it doubles while rounds keep failing, up to
+	// deleteRetryMaxWait.
+	deleteRetryWait    = 200 * time.Millisecond
+	deleteRetryMaxWait = 5 * time.Second
 	// deleteReplyPoll is how often a worker waiting for replies checks
-	// whether the connection dropped.
+	// whether the connection dropped or Stop gave up.
 	deleteReplyPoll = 100 * time.Millisecond
+	// deleteSilence is how long the worker waits for the next reply while
+	// the connection stays up before it sends the unanswered deletes again.
+	// An overloaded server (fsync always) takes seconds per delete; resending
+	// what it still has queued would only add to its load.
+	deleteSilence = time.Minute
 )
 
 func newDeleter(r *run, limit int) (*deleter, error) {
@@ -116,9 +123,14 @@ func (d *deleter) work() {
 	defer close(d.done)
 	defer func() { _ = d.sub.Unsubscribe() }()
 	var retry <-chan time.Time
+	wait := deleteRetryWait
 	for {
+		wake := d.wake
+		if retry != nil {
+			wake = nil // new deletes wait for the retry, not to spin on a lost connection
+		}
 		select {
-		case <-d.wake:
+		case <-wake:
 		case <-retry:
 		case <-d.flush:
 			// Everything queued before close, retried until the drain
@@ -133,7 +145,10 @@ func (d *deleter) work() {
 		}
 		retry = nil
 		if d.round() {
-			retry = time.After(deleteRetryWait)
+			retry = time.After(wait)
+			wait = min(2*wait, deleteRetryMaxWait)
+		} else {
+			wait = deleteRetryWait
 		}
 	}
 }
@@ -157,9 +172,6 @@ func (d *deleter) round() bool {
 			d.pending[log] = append(d.pending[log], left...)
 			d.mu.Unlock()
 		}
-	}
-	if again > 0 {
-		d.r.log.Warn("async delete: replies lost; retrying", "count", again)
 	}
 	d.mu.Lock()
 	d.n -= count - again
@@ -227,7 +239,7 @@ func (d *deleter) purgeRun(log string, seqs []uint64, run int) []uint64 {
 
 // deleteEach sends one delete request per sequence, pipelined, and returns
 // the sequences whose reply did not come: those not sent and those in flight
-// when the connection dropped or the server fell silent for apiTimeout.
+// when the connection dropped or the server fell silent for deleteSilence.
 func (d *deleter) deleteEach(log string, seqs []uint64) []uint64 {
 	if len(seqs) == 0 {
 		return nil
@@ -246,12 +258,17 @@ func (d *deleter) deleteEach(log string, seqs []uint64) []uint64 {
 				left = append(left, seqs[i])
 			}
 		}
-		d.r.log.Warn("async delete: replies lost", "log", log, "inflight", inflight, "unsent", len(seqs)-sent, "err", err)
+		d.r.log.Warn("async delete: replies lost; retrying", "log", log, "inflight", inflight, "unsent", len(seqs)-sent, "err", err)
 		return left
 	}
 	receive := func() error {
-		wait := time.Now().Add(apiTimeout)
+		wait := time.Now().Add(deleteSilence)
 		for {
+			select {
+			case <-d.abort:
+				return ErrStopped
+			default:
+			}
 			m, err := d.sub.NextMsg(deleteReplyPoll)
 			if errors.Is(err, nats.ErrTimeout) {
 				if d.r.disconnects.Load() != gen {

@@ -41,6 +41,22 @@ const (
 	// inProcessReconnectWait is the pause between attempts to reconnect the
 	// in-process client; an attempt costs a net.Pipe, not a dial.
 	inProcessReconnectWait = 20 * time.Millisecond
+	// inProcessConnectTimeout bounds the in-process handshake; an overloaded
+	// server took more than nats.go's default 2 s to answer it, failing
+	// reconnect attempts over and over.
+	inProcessConnectTimeout = 20 * time.Second
+	// serverWriteDeadline is the embedded server's client write deadline
+	// (nats-server's default is 10 s). The in-process client is a net.Pipe,
+	// which has no buffer: while the server's read loop for it is busy
+	// (seconds per fsynced delete with fsync always), the client's writes
+	// block holding its connection lock, its read loop waits for that lock
+	// (to answer a PING or a flow-control request), and the server's writes
+	// to it stall. Past the deadline the server drops the engine's
+	// connection as a slow consumer ("Slow Consumer Detected: WriteDeadline
+	// of 10s exceeded", seen in the 1,000-queue fan-out with fsync always).
+	// It also applies to clients of ClientListen, whose memory the server
+	// still bounds with its max pending bytes (64 MiB).
+	serverWriteDeadline = time.Minute
 	// readyPoll is how often Start polls for JetStream readiness.
 	readyPoll = 50 * time.Millisecond
 )
@@ -246,6 +262,7 @@ func (r *run) start(ctx context.Context) error {
 			nats.MaxReconnects(-1),
 			nats.ReconnectWait(inProcessReconnectWait),
 			nats.ReconnectJitter(0, 0),
+			nats.Timeout(inProcessConnectTimeout),
 		)
 		if r.token != "" {
 			opts = append(opts, nats.Token(r.token))
@@ -319,6 +336,8 @@ func (r *run) startServer(ctx context.Context) error {
 		NoSigs:       true,
 		SyncInterval: cfg.SyncInterval,
 		SyncAlways:   cfg.Fsync == FsyncAlways,
+
+		WriteDeadline: serverWriteDeadline,
 	}
 	switch {
 	case cfg.ClientListen != "":
