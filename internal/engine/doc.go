@@ -9,15 +9,15 @@
 // down, and is safe to call twice or before Start.
 //
 // Lost connection: if the server closes the engine's client connection (the
-// embedded server treats its in-process client like any other and may close
-// it, e.g. as a slow consumer when overloaded), the client reconnects by
-// itself, at once in-process and forever in both modes, logging a warning.
-// Asynchronous appends in flight then fail (done gets an error; the message
-// may still have been stored, so a retry can duplicate it); synchronous calls
-// in flight fail or time out; asynchronous deletes whose replies were lost
-// are sent again; tails and KV watches resume where they were. Deletes still
-// queued when Stop gives up are not applied, and those messages stay in their
-// logs.
+// embedded server treats its in-process client like any other: a write to it
+// stalled past the server's write deadline, 1 minute here, makes it a slow
+// consumer), the client reconnects by itself, at once in-process and forever
+// in both modes, logging a warning. Asynchronous appends in flight then fail
+// (done gets an error; the message may still have been stored, so a retry can
+// duplicate it); synchronous calls in flight fail or time out; asynchronous
+// deletes whose replies were lost are sent again; tails and KV watches resume
+// where they were. Deletes still queued when Stop gives up are not applied,
+// and those messages stay in their logs.
 //
 // Durability: with Fsync "interval" (the default) JetStream syncs its files
 // every SyncInterval (default 2 minutes), so an acknowledged append survives a
