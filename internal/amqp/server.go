@@ -163,8 +163,9 @@ func (s *Server) accept(nc net.Conn) {
 
 // Stop stops accepting, asks every client to close (connection.close 320
 // CONNECTION_FORCED), waits for the connections to finish until ctx ends,
-// then cuts the remaining ones. Safe to call twice or before Start; every
-// call returns once the server is stopped.
+// then cuts the remaining ones and waits at most abortWait more for them.
+// Safe to call twice or before Start; every call returns once the server is
+// stopped.
 func (s *Server) Stop(ctx context.Context) {
 	s.mu.Lock()
 	if s.stopping {
@@ -198,12 +199,24 @@ func (s *Server) Stop(ctx context.Context) {
 	case <-ctx.Done():
 	}
 	s.mu.Lock()
+	stuck := len(s.conns)
 	for c := range s.conns {
 		c.abort()
 	}
 	s.mu.Unlock()
-	<-done
+	// A connection goroutine blocked inside the broker (an ack waiting for
+	// room in the engine's delete window, say) does not see its socket
+	// close. Do not wait for it forever: the server stops the broker and
+	// the engine next, which releases it with an error.
+	select {
+	case <-done:
+	case <-time.After(abortWait):
+		s.log.Warn("amqp: stopped with connections still busy in the broker", "connections", stuck)
+	}
 }
+
+// abortWait bounds how long Stop waits for connections it has cut.
+const abortWait = 5 * time.Second
 
 // randomToken returns n random bytes, base64url encoded.
 func randomToken(n int) string {
