@@ -108,16 +108,27 @@ func (s *Service) syncOne(ctx context.Context, id string) {
 		}
 	default:
 		s.mu.Unlock()
-		d.refresh(ctx, rec, data)
+		d.refresh(ctx)
 	}
 }
 
 // refresh applies a record changed elsewhere: the dispatcher restarts with
 // it. A record equal to the dispatcher's own (its own write) changes nothing.
-func (d *dispatcher) refresh(ctx context.Context, rec record, data []byte) {
+// The record is read again under opMu: one read before it could predate a
+// modify that held opMu meanwhile, and would roll the dispatcher back.
+func (d *dispatcher) refresh(ctx context.Context) {
 	d.opMu.Lock()
 	defer d.opMu.Unlock()
 	if d.gone {
+		return
+	}
+	data, ok := d.s.b.Record(recordKind, d.id)
+	if !ok {
+		return // deleted: the watch marks the id again and syncOne removes it
+	}
+	var rec record
+	if err := json.Unmarshal(data, &rec); err != nil {
+		d.s.log.Error("decoding a webhook subscription", "id", d.id, "error", err)
 		return
 	}
 	if cur, err := json.Marshal(d.record()); err == nil && bytes.Equal(cur, data) {
