@@ -364,7 +364,7 @@ func (r *run) startServer(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("engine: configuring embedded NATS server: %w", err)
 	}
-	srv.SetLoggerV2(serverLogger{r.log.With("component", "nats-server")}, false, false, false)
+	srv.SetLoggerV2(serverLogger{r.e.cfg.Logger.With("component", "nats-server")}, false, false, false)
 	r.srv = srv
 	srv.Start()
 	for !srv.ReadyForConnections(readyPoll) {
