@@ -5,6 +5,7 @@ import (
 	"math"
 	"unicode/utf8"
 
+	"github.com/heraldhq/herald/internal/broker/route"
 	"github.com/heraldhq/herald/internal/errs"
 )
 
@@ -40,28 +41,10 @@ func badArg(queue, arg string, format string, a ...any) error {
 // asInt converts any AMQP integer (or an integral float, as JSON decodes
 // numbers) to int64.
 func asInt(v any) (int64, bool) {
+	if n, ok := route.Int(v); ok {
+		return n, true
+	}
 	switch v := v.(type) {
-	case int8:
-		return int64(v), true
-	case int16:
-		return int64(v), true
-	case int32:
-		return int64(v), true
-	case int64:
-		return v, true
-	case int:
-		return int64(v), true
-	case uint8:
-		return int64(v), true
-	case uint16:
-		return int64(v), true
-	case uint32:
-		return int64(v), true
-	case uint64:
-		if v > math.MaxInt64 {
-			return 0, false
-		}
-		return int64(v), true
 	case float64:
 		if v == math.Trunc(v) && math.Abs(v) < 1<<53 {
 			return int64(v), true

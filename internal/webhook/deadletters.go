@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/heraldhq/herald/internal/broker"
+	"github.com/heraldhq/herald/internal/broker/route"
 )
 
 // DeadLetter is an event that used up its attempts.
@@ -48,7 +49,7 @@ func (s *Service) DeadLetters(ctx context.Context, id string, n int) ([]DeadLett
 		ev := r.prepare(dl)
 		h := dl.Message.Properties.Headers
 		dead := DeadLetter{WebhookID: ev.webhookID, Exchange: ev.exchange, RoutingKey: ev.routingKey}
-		if n, ok := asInt(h[hdrAttempts]); ok {
+		if n, ok := route.Int(h[hdrAttempts]); ok {
 			dead.Attempts = int(n)
 		}
 		dead.LastError, _ = h[hdrLastError].(string)

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/internal/broker"
+	"github.com/heraldhq/herald/internal/broker/route"
 )
 
 // signer signs deliveries with the current secret and, during the grace
@@ -109,7 +110,7 @@ func (r *run) prepare(dl *broker.Delivery) *prepared {
 	if s, ok := h[hdrRoutingKey].(string); ok {
 		ev.routingKey = s
 	}
-	if n, ok := asInt(h[hdrAttempt]); ok && n > 1 {
+	if n, ok := route.Int(h[hdrAttempt]); ok && n > 1 {
 		ev.attempt = int(n)
 	}
 	if s, ok := h[hdrWebhookID].(string); ok && s != "" {

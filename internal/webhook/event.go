@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/heraldhq/herald/internal/broker"
+	"github.com/heraldhq/herald/internal/broker/route"
 )
 
 // ceHeader prefixes CloudEvents attributes in AMQP headers (CloudEvents
@@ -33,28 +34,6 @@ func headerString(h broker.Table, name string) string {
 		return v.UTC().Format(time.RFC3339Nano)
 	}
 	return ""
-}
-
-func asInt(v any) (int64, bool) {
-	switch n := v.(type) {
-	case int8:
-		return int64(n), true
-	case int16:
-		return int64(n), true
-	case int32:
-		return int64(n), true
-	case int64:
-		return n, true
-	case int:
-		return int64(n), true
-	case uint8:
-		return int64(n), true
-	case uint16:
-		return int64(n), true
-	case uint32:
-		return int64(n), true
-	}
-	return 0, false
 }
 
 // structuredEvent encodes a stored message as a structured-mode CloudEvent
@@ -165,7 +144,7 @@ func appendJSONValue(b []byte, v any) []byte {
 		}
 		return append(b, data...)
 	}
-	if n, ok := asInt(v); ok {
+	if n, ok := route.Int(v); ok {
 		return strconv.AppendInt(b, n, 10)
 	}
 	data, err := json.Marshal(v)

@@ -151,9 +151,11 @@ func equalValue(a, b any) bool {
 	return ta == reflect.TypeOf(b) && ta.Comparable() && a == b
 }
 
-// asInt normalises the integer field types (and timestamps, which are
-// integers on the wire) to int64.
-func asInt(v any) (int64, bool) {
+// Int converts any of the integer types an AMQP field value can hold (and
+// Go's int and uint) to int64; ok is false for other types and for unsigned
+// values above math.MaxInt64. Faces use it to read integer arguments and
+// headers whatever width a client chose.
+func Int(v any) (int64, bool) {
 	switch v := v.(type) {
 	case int8:
 		return int64(v), true
@@ -179,10 +181,16 @@ func asInt(v any) (int64, bool) {
 		if uint64(v) <= math.MaxInt64 {
 			return int64(v), true
 		}
-	case time.Time:
-		return v.Unix(), true
 	}
 	return 0, false
+}
+
+// asInt is Int plus timestamps, which are integers on the wire.
+func asInt(v any) (int64, bool) {
+	if t, ok := v.(time.Time); ok {
+		return t.Unix(), true
+	}
+	return Int(v)
 }
 
 func asFloat(v any) (float64, bool) {
