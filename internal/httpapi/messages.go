@@ -164,11 +164,7 @@ func (g *getBody) validate(maxCount int) (count int, err error) {
 // does not see the same message twice (as RabbitMQ, which requeues when its
 // channel closes).
 func (a *API) getMessages(w http.ResponseWriter, r *http.Request, p *principal) error {
-	vhost, err := a.pathVHost(r)
-	if err != nil {
-		return err
-	}
-	name, err := pathQueue(r)
+	vhost, name, err := a.pathVHostQueue(r)
 	if err != nil {
 		return err
 	}

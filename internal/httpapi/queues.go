@@ -77,6 +77,32 @@ func pathQueue(r *http.Request) (string, error) {
 	return name, checkName("queue", name)
 }
 
+// pathVHostQueue is the {vhost} and {name} of a queue's path.
+func (a *API) pathVHostQueue(r *http.Request) (vhost, name string, err error) {
+	if vhost, err = a.pathVHost(r); err != nil {
+		return "", "", err
+	}
+	if name, err = pathQueue(r); err != nil {
+		return "", "", err
+	}
+	return vhost, name, nil
+}
+
+// existingQueue is the queue of r's path when it exists (404 otherwise) and
+// p holds access to it.
+func (a *API) existingQueue(r *http.Request, p *principal, access broker.Access) (vhost, name string, err error) {
+	if vhost, name, err = a.pathVHostQueue(r); err != nil {
+		return "", "", err
+	}
+	if _, err := a.b.Queue(vhost, name); err != nil {
+		return "", "", notFoundAsRabbit(err)
+	}
+	if err := a.authorize(p, vhost, access, name); err != nil {
+		return "", "", err
+	}
+	return vhost, name, nil
+}
+
 func (a *API) getQueue(w http.ResponseWriter, r *http.Request, p *principal) error {
 	vhost, err := a.readVHost(r, p)
 	if err != nil {
@@ -106,11 +132,7 @@ type queueBody struct {
 }
 
 func (a *API) putQueue(w http.ResponseWriter, r *http.Request, p *principal) error {
-	vhost, err := a.pathVHost(r)
-	if err != nil {
-		return err
-	}
-	name, err := pathQueue(r)
+	vhost, name, err := a.pathVHostQueue(r)
 	if err != nil {
 		return err
 	}
@@ -140,18 +162,8 @@ func (a *API) putQueue(w http.ResponseWriter, r *http.Request, p *principal) err
 }
 
 func (a *API) deleteQueue(w http.ResponseWriter, r *http.Request, p *principal) error {
-	vhost, err := a.pathVHost(r)
+	vhost, name, err := a.existingQueue(r, p, broker.AccessConfigure)
 	if err != nil {
-		return err
-	}
-	name, err := pathQueue(r)
-	if err != nil {
-		return err
-	}
-	if _, err := a.b.Queue(vhost, name); err != nil {
-		return notFoundAsRabbit(err)
-	}
-	if err := a.authorize(p, vhost, broker.AccessConfigure, name); err != nil {
 		return err
 	}
 	if _, err := a.b.DeleteQueue(r.Context(), vhost, name, queryBool(r, "if-unused"), queryBool(r, "if-empty"), ""); err != nil {
@@ -162,18 +174,8 @@ func (a *API) deleteQueue(w http.ResponseWriter, r *http.Request, p *principal) 
 }
 
 func (a *API) purgeQueue(w http.ResponseWriter, r *http.Request, p *principal) error {
-	vhost, err := a.pathVHost(r)
+	vhost, name, err := a.existingQueue(r, p, broker.AccessRead)
 	if err != nil {
-		return err
-	}
-	name, err := pathQueue(r)
-	if err != nil {
-		return err
-	}
-	if _, err := a.b.Queue(vhost, name); err != nil {
-		return notFoundAsRabbit(err)
-	}
-	if err := a.authorize(p, vhost, broker.AccessRead, name); err != nil {
 		return err
 	}
 	if _, err := a.b.PurgeQueue(r.Context(), vhost, name, ""); err != nil {
