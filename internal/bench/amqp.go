@@ -9,6 +9,8 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -85,6 +87,9 @@ type AMQPConfig struct {
 	Progress time.Duration
 	// JSON (-json) prints the summary as JSON.
 	JSON bool
+	// CPUProfile (--cpuprofile) is a file for the driver's own CPU profile,
+	// so its cost can be told from the broker's; "" writes none.
+	CPUProfile string
 }
 
 // stopGrace bounds how long workers get to stop (and close their
@@ -98,6 +103,17 @@ func RunAMQP(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	cfg, err := ParseAMQPFlags(args, stderr)
 	if err != nil {
 		return err
+	}
+	if cfg.CPUProfile != "" {
+		f, err := os.Create(cfg.CPUProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	res, err := RunAMQPConfig(ctx, cfg, stderr)
 	if res != nil {
@@ -167,6 +183,7 @@ func ParseAMQPFlags(args []string, stderr io.Writer) (AMQPConfig, error) {
 	fs.BoolVar(&c.Purge, "purge", true, "purge the queues before the run")
 	fs.DurationVar(&c.Progress, "progress", time.Second, "progress line interval on stderr; 0 = none")
 	fs.BoolVar(&c.JSON, "json", false, "print the summary as JSON")
+	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write the driver's own CPU profile to `file` (go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
