@@ -2,6 +2,7 @@ package engine
 
 import (
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -217,6 +218,50 @@ func TestDeleteAsync(t *testing.T) {
 	e.Stop(ctx)
 	e2 := startEngine(t, cfg)
 	require.ElementsMatch(t, wantQ, seqsOf(scanAll(t, e2, "Q", "")))
+}
+
+// TestDeleteAsyncPurgeMark: the worker purges a run that starts where its
+// last purge ended without reading the log's state, and forgets that mark
+// when the log is deleted, so a re-created log's live messages below the
+// old mark survive a run of deletes above them.
+func TestDeleteAsyncPurgeMark(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	e := setup(t)
+	ensureLog(t, e, "Q")
+	appendAsyncN(t, e, 90, func(int) string { return "Q.x" })
+	deleteRange := func(from, to uint64, skip ...uint64) {
+		for s := from; s <= to; s++ {
+			if !slices.Contains(skip, s) {
+				e.DeleteAsync("Q", s)
+			}
+		}
+	}
+	waitSeqs := func(want []uint64) {
+		t.Helper()
+		require.Eventually(t, func() bool { return slices.Equal(want, seqsOf(scanAll(t, e, "Q", ""))) },
+			10*time.Second, 5*time.Millisecond, "want %v", want)
+	}
+	deleteRange(1, 30)
+	waitSeqs(seqRange(31, 90))
+	deleteRange(31, 60) // starts at the mark: purged without a state read
+	waitSeqs(seqRange(61, 90))
+	deleteRange(61, 89, 70) // 70 stays: the run before it is purged, the rest deleted one by one
+	waitSeqs([]uint64{70, 90})
+
+	require.NoError(t, e.DeleteLog(ctx, "Q"))
+	ensureLog(t, e, "Q")
+	appendAsyncN(t, e, 100, func(int) string { return "Q.x" })
+	deleteRange(70, 100) // starts at the old mark (70): purging from there would take 1..69 too
+	waitSeqs(seqRange(1, 69))
+}
+
+func seqRange(from, to uint64) []uint64 {
+	var out []uint64
+	for s := from; s <= to; s++ {
+		out = append(out, s)
+	}
+	return out
 }
 
 // TestAppendAsyncAckTimeout publishes to a subject that a plain subscriber

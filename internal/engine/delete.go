@@ -47,11 +47,23 @@ type deleter struct {
 	abort chan struct{} // closed when the drain bound passes
 	done  chan struct{}
 
+	// purgedTo remembers, per log, the end of the last purge this worker
+	// made (everything below it is gone) and when, so a round whose run
+	// starts right there can purge without reading the log's state first.
+	// Guarded by mu; forget drops a log's entry when the log is deleted.
+	purgedTo map[string]purgeMark
+
 	// worker-only state
 	sub   *nats.Subscription
 	reply string
 	reqID uint64
 	body  []byte
+}
+
+// purgeMark is where a log's last purge ended, and when.
+type purgeMark struct {
+	upTo uint64
+	at   time.Time
 }
 
 const (
@@ -72,17 +84,29 @@ const (
 	// An overloaded server (fsync always) takes seconds per delete; resending
 	// what it still has queued would only add to its load.
 	deleteSilence = time.Minute
+	// deletePace is the shortest time between the starts of two rounds
+	// while fewer than half the limit are pending. A purge costs about the
+	// same whether it removes 50 messages or 500 (JetStream rewrites the
+	// log's index state on every purge), so letting acks gather for a few
+	// milliseconds makes in-order acks cheaper.
+	deletePace = 5 * time.Millisecond
+	// purgeMarkTTL bounds how long a purgedTo mark is trusted without
+	// reading the log's state: long enough to skip most reads, short
+	// enough that a log deleted and re-created on another node of a
+	// cluster is noticed before its sequences could reach the mark.
+	purgeMarkTTL = time.Second
 )
 
 func newDeleter(r *run, limit int) (*deleter, error) {
 	d := &deleter{
-		r:       r,
-		limit:   limit,
-		pending: make(map[string][]uint64),
-		wake:    make(chan struct{}, 1),
-		flush:   make(chan struct{}),
-		abort:   make(chan struct{}),
-		done:    make(chan struct{}),
+		r:        r,
+		limit:    limit,
+		pending:  make(map[string][]uint64),
+		purgedTo: make(map[string]purgeMark),
+		wake:     make(chan struct{}, 1),
+		flush:    make(chan struct{}),
+		abort:    make(chan struct{}),
+		done:     make(chan struct{}),
 	}
 	d.cond.L = &d.mu
 	d.reply = r.nc.NewInbox() + "."
@@ -124,6 +148,17 @@ func (d *deleter) work() {
 	defer func() { _ = d.sub.Unsubscribe() }()
 	var retry <-chan time.Time
 	wait := deleteRetryWait
+	var last time.Time // start of the previous round
+	drain := func() {
+		// Everything queued before close, retried until the drain
+		// bound; apply drops what is left once abort is closed.
+		for d.round() {
+			select {
+			case <-d.abort:
+			case <-time.After(deleteRetryWait):
+			}
+		}
+	}
 	for {
 		wake := d.wake
 		if retry != nil {
@@ -133,16 +168,20 @@ func (d *deleter) work() {
 		case <-wake:
 		case <-retry:
 		case <-d.flush:
-			// Everything queued before close, retried until the drain
-			// bound; apply drops what is left once abort is closed.
-			for d.round() {
-				select {
-				case <-d.abort:
-				case <-time.After(deleteRetryWait):
-				}
-			}
+			drain()
 			return
 		}
+		if early := deletePace - time.Since(last); retry == nil && early > 0 && !d.pressed() {
+			t := time.NewTimer(early)
+			select {
+			case <-t.C:
+			case <-d.flush:
+				t.Stop()
+				drain()
+				return
+			}
+		}
+		last = time.Now()
 		retry = nil
 		if d.round() {
 			retry = time.After(wait)
@@ -151,6 +190,22 @@ func (d *deleter) work() {
 			wait = deleteRetryWait
 		}
 	}
+}
+
+// pressed reports whether at least half the limit is pending: rounds then
+// run back to back.
+func (d *deleter) pressed() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return 2*d.n >= d.limit
+}
+
+// forget drops what the worker remembers of log (its last purge): the log
+// was deleted, and a new log of that name numbers its messages from 1.
+func (d *deleter) forget(log string) {
+	d.mu.Lock()
+	delete(d.purgedTo, log)
+	d.mu.Unlock()
 }
 
 // round applies every pending delete; it reports whether some were queued
@@ -211,29 +266,43 @@ func leadingRun(seqs []uint64) int {
 func (d *deleter) purgeRun(log string, seqs []uint64, run int) []uint64 {
 	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
 	defer cancel()
-	info, err := d.r.streamInfo(ctx, log)
-	if err != nil {
-		d.r.log.Warn("async delete: reading log state", "log", log, "err", err)
+	d.mu.Lock()
+	mark, marked := d.purgedTo[log]
+	d.mu.Unlock()
+	// Right where the last purge ended: nothing live can precede the run.
+	// The mark keeps the time the log's state was last read, so it expires
+	// even while purges keep renewing it.
+	checked := mark.at
+	if !marked || seqs[0] != mark.upTo || time.Since(mark.at) > purgeMarkTTL {
+		checked = time.Now()
+		info, err := d.r.streamInfo(ctx, log)
+		if err != nil {
+			d.r.log.Warn("async delete: reading log state", "log", log, "err", err)
+			return seqs
+		}
+		first := info.State.FirstSeq
+		// Sequences below first are gone already.
+		i, _ := slices.BinarySearch(seqs, first)
+		seqs = seqs[i:]
+		if len(seqs) == 0 {
+			return nil
+		}
+		if seqs[0] != first {
+			return seqs // a live message precedes the run
+		}
+		run = leadingRun(seqs)
+		if run < minPurgeRun {
+			return seqs
+		}
+	}
+	upTo := seqs[run-1] + 1
+	if _, err := d.r.purge(ctx, log, "", upTo); err != nil {
+		d.r.log.Warn("async delete: purge", "log", log, "upTo", upTo, "err", err)
 		return seqs
 	}
-	first := info.State.FirstSeq
-	// Sequences below first are gone already.
-	i, _ := slices.BinarySearch(seqs, first)
-	seqs = seqs[i:]
-	if len(seqs) == 0 {
-		return nil
-	}
-	if seqs[0] != first {
-		return seqs // a live message precedes the run
-	}
-	run = leadingRun(seqs)
-	if run < minPurgeRun {
-		return seqs
-	}
-	if _, err := d.r.purge(ctx, log, "", seqs[run-1]+1); err != nil {
-		d.r.log.Warn("async delete: purge", "log", log, "upTo", seqs[run-1]+1, "err", err)
-		return seqs
-	}
+	d.mu.Lock()
+	d.purgedTo[log] = purgeMark{upTo: upTo, at: checked}
+	d.mu.Unlock()
 	return seqs[run:]
 }
 

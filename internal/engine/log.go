@@ -119,7 +119,9 @@ func (e *impl) deleteLog(ctx context.Context, name string) error {
 	}
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	if err := r.js.DeleteStream(ctx, name); err != nil {
+	err = r.js.DeleteStream(ctx, name)
+	r.del.forget(name)
+	if err != nil {
 		return fmt.Errorf("engine: deleting log %q: %w", name, mapJSErr(err))
 	}
 	return nil
