@@ -142,9 +142,10 @@ func (e *Engine) Delete(ctx context.Context, log string, seq uint64) error {
 // blocks while MaxPending deletes are pending. Deletes are applied in rounds:
 // a run of consecutive sequences starting at the log's first message becomes
 // one purge (the FIFO-queue case: in-order acks cost almost nothing), other
-// sequences are pipelined single deletes. Rounds start at most every 5 ms
-// while fewer than half of MaxPending are queued, so acks gather into fewer,
-// longer purges. Until a delete is applied, Get,
+// sequences are held back up to 50 ms for the gap before them to close, then
+// pipelined as single deletes. Rounds start at most every 5 ms while fewer
+// than half of MaxPending are queued, so acks gather into fewer, longer
+// purges. Until a delete is applied, Get,
 // Scan and Tail may still return the message; Stop applies what is queued
 // (bounded by its ctx). Deleting a message that is already gone is not an
 // error.

@@ -18,9 +18,16 @@ import (
 //   - turns a leading run that starts at the log's first message into one
 //     purge (everything below the run's end), which is what in-order acks of
 //     a FIFO queue produce: one API call instead of thousands;
-//   - sends the others as individual delete requests, pipelined with at most
+//   - holds the others back for up to deleteHold (a message before them is
+//     still live, usually one whose ack is a few milliseconds late), so they
+//     can join a later purge;
+//   - then sends them as individual delete requests, pipelined with at most
 //     deleteWindow in flight (JetStream drops API requests beyond its queue
 //     limit of 10,000, so the window stays well below).
+//
+// Rounds start at most every deletePace while the pending deletes are few, and
+// nothing is held back once three quarters of the limit are pending or the
+// engine is stopping.
 //
 // The first sequence is read from the log's state right before the purge, so
 // the purge never removes a message that was not asked for (unless the log is
@@ -54,10 +61,11 @@ type deleter struct {
 	purgedTo map[string]purgeMark
 
 	// worker-only state
-	sub   *nats.Subscription
-	reply string
-	reqID uint64
-	body  []byte
+	heldSince map[string]time.Time // when apply began holding a log's sequences back
+	sub       *nats.Subscription
+	reply     string
+	reqID     uint64
+	body      []byte
 }
 
 // purgeMark is where a log's last purge ended, and when.
@@ -95,18 +103,22 @@ const (
 	// enough that a log deleted and re-created on another node of a
 	// cluster is noticed before its sequences could reach the mark.
 	purgeMarkTTL = time.Second
+	// deleteHold is how long sequences after a gap wait for it to close
+	// before they are deleted one by one (see apply).
+	deleteHold = 50 * time.Millisecond
 )
 
 func newDeleter(r *run, limit int) (*deleter, error) {
 	d := &deleter{
-		r:        r,
-		limit:    limit,
-		pending:  make(map[string][]uint64),
-		purgedTo: make(map[string]purgeMark),
-		wake:     make(chan struct{}, 1),
-		flush:    make(chan struct{}),
-		abort:    make(chan struct{}),
-		done:     make(chan struct{}),
+		r:         r,
+		limit:     limit,
+		pending:   make(map[string][]uint64),
+		purgedTo:  make(map[string]purgeMark),
+		heldSince: make(map[string]time.Time),
+		wake:      make(chan struct{}, 1),
+		flush:     make(chan struct{}),
+		abort:     make(chan struct{}),
+		done:      make(chan struct{}),
 	}
 	d.cond.L = &d.mu
 	d.reply = r.nc.NewInbox() + "."
@@ -152,13 +164,14 @@ func (d *deleter) work() {
 	drain := func() {
 		// Everything queued before close, retried until the drain
 		// bound; apply drops what is left once abort is closed.
-		for d.round() {
+		for again, _ := d.round(); again; again, _ = d.round() {
 			select {
 			case <-d.abort:
 			case <-time.After(deleteRetryWait):
 			}
 		}
 	}
+	var hold <-chan time.Time // deletes were held back: look again
 	for {
 		wake := d.wake
 		if retry != nil {
@@ -167,6 +180,7 @@ func (d *deleter) work() {
 		select {
 		case <-wake:
 		case <-retry:
+		case <-hold:
 		case <-d.flush:
 			drain()
 			return
@@ -182,12 +196,16 @@ func (d *deleter) work() {
 			}
 		}
 		last = time.Now()
-		retry = nil
-		if d.round() {
+		retry, hold = nil, nil
+		again, held := d.round()
+		if again {
 			retry = time.After(wait)
 			wait = min(2*wait, deleteRetryMaxWait)
 		} else {
 			wait = deleteRetryWait
+		}
+		if held && retry == nil {
+			hold = time.After(deletePace)
 		}
 	}
 }
@@ -208,39 +226,48 @@ func (d *deleter) forget(log string) {
 	d.mu.Unlock()
 }
 
-// round applies every pending delete; it reports whether some were queued
-// again to be retried.
-func (d *deleter) round() bool {
+// round applies the pending deletes; it reports whether some were queued
+// again to be retried (their replies were lost), and whether some were held
+// back (see apply).
+func (d *deleter) round() (again, held bool) {
 	d.mu.Lock()
 	batch := d.pending
 	d.pending = make(map[string][]uint64, len(batch))
+	mayHold := !d.closed && 4*d.n < 3*d.limit
 	d.mu.Unlock()
 	if len(batch) == 0 {
-		return false
+		return false, false
 	}
-	count, again := 0, 0
+	count, back, retried := 0, 0, 0
 	for log, seqs := range batch {
 		count += len(seqs)
-		if left := d.apply(log, seqs); len(left) > 0 {
-			again += len(left)
+		left, kept := d.apply(log, seqs, mayHold)
+		if len(left)+len(kept) > 0 {
+			retried += len(left)
+			back += len(left) + len(kept)
 			d.mu.Lock()
-			d.pending[log] = append(d.pending[log], left...)
+			d.pending[log] = append(append(d.pending[log], left...), kept...)
 			d.mu.Unlock()
 		}
 	}
 	d.mu.Lock()
-	d.n -= count - again
+	d.n -= count - back
 	d.cond.Broadcast()
 	d.mu.Unlock()
-	return again > 0
+	return retried > 0, back > retried
 }
 
-// apply deletes seqs from log and returns those to retry.
-func (d *deleter) apply(log string, seqs []uint64) []uint64 {
+// apply deletes seqs from log and returns those to retry (left) and those
+// held back (kept). A run at the head of the log is purged; the sequences
+// after a gap (a message before them is still live, typically one still
+// being processed while later ones were acknowledged) are held for up to
+// deleteHold while mayHold, as the gap usually closes within milliseconds
+// and they then join a purge. Past deleteHold they are deleted one by one.
+func (d *deleter) apply(log string, seqs []uint64, mayHold bool) (left, kept []uint64) {
 	select {
 	case <-d.abort:
 		d.r.log.Warn("stop: pending deletes not applied; the messages stay in the log", "log", log, "count", len(seqs))
-		return nil
+		return nil, nil
 	default:
 	}
 	slices.Sort(seqs)
@@ -248,7 +275,19 @@ func (d *deleter) apply(log string, seqs []uint64) []uint64 {
 	if run := leadingRun(seqs); run >= minPurgeRun {
 		seqs = d.purgeRun(log, seqs, run)
 	}
-	return d.deleteEach(log, seqs)
+	if len(seqs) == 0 {
+		delete(d.heldSince, log)
+		return nil, nil
+	}
+	since, holding := d.heldSince[log]
+	if mayHold && (!holding || time.Since(since) < deleteHold) {
+		if !holding {
+			d.heldSince[log] = time.Now()
+		}
+		return nil, seqs
+	}
+	delete(d.heldSince, log)
+	return d.deleteEach(log, seqs), nil
 }
 
 // leadingRun is the length of the run of consecutive sequences at the start
@@ -313,6 +352,7 @@ func (d *deleter) deleteEach(log string, seqs []uint64) []uint64 {
 	if len(seqs) == 0 {
 		return nil
 	}
+
 	subject := apiMsgDelete + log
 	first := d.reqID + 1 // replies with smaller ids belong to abandoned rounds
 	gen := d.r.disconnects.Load()
