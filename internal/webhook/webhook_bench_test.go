@@ -1,13 +1,16 @@
 package webhook
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -17,10 +20,12 @@ import (
 	"github.com/heraldhq/herald/internal/broker"
 )
 
-// benchSink answers after latency; every tenth request gets a 500. It
-// counts the distinct webhook-ids it answered 2xx to.
+// benchSink answers after latency; every failEvery-th request gets a 500.
+// It counts the distinct webhook-ids it answered 2xx to. It is either a
+// net/http server (httptest) or, to leave more of the shared CPU to Herald,
+// a minimal HTTP/1.1 server on a raw socket (leanSink).
 type benchSink struct {
-	ts      *httptest.Server
+	url     string
 	n       atomic.Int64
 	mu      sync.Mutex
 	ok      map[string]struct{}
@@ -28,32 +33,119 @@ type benchSink struct {
 	okCount atomic.Int64
 }
 
+// answer decides the status of the next request for webhook-id id and
+// records it.
+func (s *benchSink) answer(id string, failEvery int64) (ok bool) {
+	if n := s.n.Add(1); failEvery > 0 && n%failEvery == 0 {
+		return false
+	}
+	s.mu.Lock()
+	if _, dup := s.ok[id]; dup {
+		s.dups++
+	} else {
+		s.ok[id] = struct{}{}
+	}
+	s.mu.Unlock()
+	s.okCount.Add(1)
+	return true
+}
+
 func newBenchSink(b *testing.B, latency time.Duration, failEvery int64) *benchSink {
 	s := &benchSink{ok: map[string]struct{}{}}
-	s.ts = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		if latency > 0 {
 			time.Sleep(latency)
 		}
-		if n := s.n.Add(1); failEvery > 0 && n%failEvery == 0 {
+		if !s.answer(r.Header.Get("webhook-id"), failEvery) {
 			w.WriteHeader(http.StatusInternalServerError)
 			return
 		}
-		id := r.Header.Get("webhook-id")
-		s.mu.Lock()
-		if _, dup := s.ok[id]; dup {
-			s.dups++
-		} else {
-			s.ok[id] = struct{}{}
-		}
-		s.mu.Unlock()
-		s.okCount.Add(1)
 		w.WriteHeader(http.StatusNoContent)
 	}))
-	s.ts.Config.MaxHeaderBytes = 1 << 16
-	s.ts.Start()
-	b.Cleanup(s.ts.Close)
+	ts.Config.MaxHeaderBytes = 1 << 16
+	ts.Start()
+	b.Cleanup(ts.Close)
+	s.url = ts.URL
 	return s
+}
+
+// newLeanSink is newBenchSink on a minimal HTTP/1.1 server: one goroutine
+// per connection reads a request line, headers (Content-Length and
+// webhook-id are all it looks at) and the body, and writes a fixed
+// response, flushing when no further request is buffered. It costs a
+// fraction of net/http's CPU per request, which matters when the sink
+// shares two cores with the broker it measures.
+func newLeanSink(b *testing.B, latency time.Duration, failEvery int64) *benchSink {
+	s := &benchSink{ok: map[string]struct{}{}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var conns sync.WaitGroup
+	b.Cleanup(func() { _ = ln.Close(); conns.Wait() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Go(func() { leanServe(c, s, latency, failEvery) })
+		}
+	}()
+	s.url = "http://" + ln.Addr().String() + "/hook"
+	return s
+}
+
+var (
+	leanNoContent = []byte("HTTP/1.1 204 No Content\r\n\r\n")
+	leanFailed    = []byte("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n")
+)
+
+func leanServe(c net.Conn, s *benchSink, latency time.Duration, failEvery int64) {
+	defer c.Close()
+	br := bufio.NewReaderSize(c, 16<<10)
+	bw := bufio.NewWriterSize(c, 4<<10)
+	for {
+		if _, err := br.ReadSlice('\n'); err != nil { // request line
+			return
+		}
+		length, id := 0, ""
+		for {
+			line, err := br.ReadSlice('\n')
+			if err != nil {
+				return
+			}
+			line = bytes.TrimRight(line, "\r\n")
+			if len(line) == 0 {
+				break
+			}
+			name, value, _ := bytes.Cut(line, []byte(":"))
+			value = bytes.TrimSpace(value)
+			switch {
+			case bytes.EqualFold(name, []byte("Content-Length")):
+				length, _ = strconv.Atoi(string(value))
+			case bytes.EqualFold(name, []byte("Webhook-Id")):
+				id = string(value)
+			}
+		}
+		if _, err := br.Discard(length); err != nil {
+			return
+		}
+		if latency > 0 {
+			time.Sleep(latency)
+		}
+		resp := leanNoContent
+		if !s.answer(id, failEvery) {
+			resp = leanFailed
+		}
+		_, _ = bw.Write(resp)
+		if br.Buffered() == 0 {
+			if bw.Flush() != nil {
+				return
+			}
+		}
+	}
 }
 
 func (s *benchSink) distinct() int {
@@ -65,26 +157,35 @@ func (s *benchSink) distinct() int {
 // BenchmarkDeliveries measures end-to-end webhook deliveries per second:
 // publish (async) -> queue -> dispatcher -> signed POST -> ack, with 10% of
 // the answers 500 (retried through the delay log with 1-5 ms backoff).
-// Nothing may be lost: every event must reach the sink with a 2xx.
+// Nothing may be lost: every event must reach the sink with a 2xx. The sink
+// runs in the same process on the same two cores, as net/http (about 20
+// CPU-µs per request) or as the lean raw-socket server (about 5).
 func BenchmarkDeliveries(b *testing.B) {
 	for _, bc := range []struct {
 		latency     time.Duration
 		concurrency int
+		server      string
 	}{
-		{0, 64},
+		{0, 64, "net-http"},
+		{0, 64, "lean"},
 		// 256 in flight at 10 ms allow 25.6k/s; 512 measured slower (more
 		// connections and goroutines for the same CPU).
-		{10 * time.Millisecond, 256},
+		{10 * time.Millisecond, 256, "net-http"},
+		{10 * time.Millisecond, 256, "lean"},
 	} {
-		b.Run(fmt.Sprintf("sink=%s/concurrency=%d", bc.latency, bc.concurrency), func(b *testing.B) {
+		b.Run(fmt.Sprintf("sink=%s/server=%s/concurrency=%d", bc.latency, bc.server, bc.concurrency), func(b *testing.B) {
 			failEvery := int64(10)
 			if os.Getenv("WEBHOOK_BENCH_NO_FAILURES") != "" {
 				failEvery = 0
 			}
 			e := startEnv(b, b.TempDir(), fastRetries)
 			defer e.stop()
-			sk := newBenchSink(b, bc.latency, failEvery)
-			_, err := e.s.Create(bg, Spec{URL: sk.ts.URL, Exchange: "events", BindingKey: "bench.#",
+			newSink := newBenchSink
+			if bc.server == "lean" {
+				newSink = newLeanSink
+			}
+			sk := newSink(b, bc.latency, failEvery)
+			_, err := e.s.Create(bg, Spec{URL: sk.url, Exchange: "events", BindingKey: "bench.#",
 				MaxAttempts: 20, BackoffInitial: time.Millisecond, BackoffMax: 5 * time.Millisecond,
 				Concurrency: bc.concurrency})
 			if err != nil {
@@ -205,7 +306,18 @@ func BenchmarkPendingRetriesMemory(b *testing.B) {
 // (body size, 64 in flight, keep-alive, the guard's client) to the same
 // in-process sink, with no broker, engine or signing.
 func BenchmarkHTTPFloor(b *testing.B) {
-	sk := newBenchSink(b, 0, 0)
+	for _, server := range []string{"net-http", "lean"} {
+		b.Run("server="+server, func(b *testing.B) {
+			newSink := newBenchSink
+			if server == "lean" {
+				newSink = newLeanSink
+			}
+			httpFloor(b, newSink(b, 0, 0))
+		})
+	}
+}
+
+func httpFloor(b *testing.B, sk *benchSink) {
 	client := NewTargetGuard(loopback).Client()
 	body := make([]byte, 330)
 	var next atomic.Int64
@@ -217,7 +329,7 @@ func BenchmarkHTTPFloor(b *testing.B) {
 	for range 64 {
 		wg.Go(func() {
 			for next.Add(1) <= int64(b.N) {
-				req, _ := http.NewRequest(http.MethodPost, sk.ts.URL, bytes.NewReader(body))
+				req, _ := http.NewRequest(http.MethodPost, sk.url, bytes.NewReader(body))
 				req.Header.Set("webhook-id", fmt.Sprint(next.Load()))
 				resp, err := client.Do(req)
 				if err != nil {
