@@ -35,6 +35,11 @@ type Config struct {
 	// QueueReplicas is the replica count of message logs in a cluster; 0
 	// means 3 when clustered, 1 otherwise.
 	QueueReplicas int
+	// NodeTimeout (cluster mode) is how long a node may go without writing
+	// its heartbeat (every NodeTimeout/5) before the other nodes take over
+	// the queues it serves and the delayed messages it holds; 0 means 15 s.
+	// A node that stops (Stop) hands them over at once.
+	NodeTimeout time.Duration
 	// DefaultUser and DefaultPass are created on first start if no user
 	// exists; "" means guest/guest (which faces accept only from loopback).
 	DefaultUser, DefaultPass string
@@ -50,6 +55,7 @@ func (c Config) withDefaults() Config {
 	c.MaxQueues = cmp.Or(c.MaxQueues, 100_000)
 	c.MaxExchanges = cmp.Or(c.MaxExchanges, 100_000)
 	c.MaxBindings = cmp.Or(c.MaxBindings, 1_000_000)
+	c.NodeTimeout = cmp.Or(c.NodeTimeout, 15*time.Second)
 	c.DefaultUser = cmp.Or(c.DefaultUser, "guest")
 	c.DefaultPass = cmp.Or(c.DefaultPass, "guest")
 	if c.Now == nil {

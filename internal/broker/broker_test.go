@@ -100,7 +100,12 @@ func requireEmpty(t *testing.T, b *broker.Broker, queue string) {
 
 func eventually(t *testing.T, cond func() bool, msg string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	eventuallyWithin(t, 10*time.Second, cond, msg)
+}
+
+func eventuallyWithin(t *testing.T, d time.Duration, cond func() bool, msg string) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatal(msg)
@@ -495,7 +500,14 @@ func TestUsersAndPermissions(t *testing.T) {
 
 // startCluster starts n nodes in one process (engines clustered, brokers
 // started one after another) and stops them at the end of the test.
-func startCluster(t *testing.T, ctx context.Context, n int) []*broker.Broker {
+func startCluster(t *testing.T, ctx context.Context, n int, mods ...func(*broker.Config)) []*broker.Broker {
+	t.Helper()
+	brokers, _ := startClusterNodes(t, ctx, n, mods...)
+	return brokers
+}
+
+// startClusterNodes is startCluster, also returning the engines.
+func startClusterNodes(t *testing.T, ctx context.Context, n int, mods ...func(*broker.Config)) ([]*broker.Broker, []*engine.Engine) {
 	t.Helper()
 	engines := enginetest.StartCluster(t, ctx, n, quiet)
 	brokers := make([]*broker.Broker, n)
@@ -509,12 +521,16 @@ func startCluster(t *testing.T, ctx context.Context, n int) []*broker.Broker {
 		wg.Wait()
 	})
 	for i, eng := range engines { // one after another: the first creates the defaults
-		b, err := broker.New(broker.Config{Engine: eng, Logger: quiet})
+		cfg := broker.Config{Engine: eng, Logger: quiet}
+		for _, m := range mods {
+			m(&cfg)
+		}
+		b, err := broker.New(cfg)
 		require.NoError(t, err)
 		require.NoError(t, b.Start(ctx))
 		brokers[i] = b
 	}
-	return brokers
+	return brokers, engines
 }
 
 // TestClusterPublishOnAConsumeOnC runs three nodes in one process: a queue

@@ -53,8 +53,10 @@ type core struct {
 
 	delay *delayer
 	jan   janitor
-	jrn   journals       // journal.go
-	recw  recordWatchers // records.go
+	jrn   journals        // journal.go
+	recw  recordWatchers  // records.go
+	live  liveness        // nodes.go
+	servw servingWatchers // nodes.go
 
 	stats struct {
 		published, delivered, acked, redelivered atomic.Uint64
@@ -71,6 +73,9 @@ type loggerT = interface {
 func newBroker(cfg Config) (*Broker, error) {
 	if cfg.Engine == nil {
 		return nil, errors.New("broker: Config.Engine is required")
+	}
+	if cfg.NodeTimeout < 0 {
+		return nil, errors.New("broker: Config.NodeTimeout must not be negative")
 	}
 	cfg = cfg.withDefaults()
 	b := &Broker{core{
@@ -140,6 +145,14 @@ func (b *core) start(ctx context.Context) error {
 		b.state.Store(2)
 		stop()
 		return err
+	}
+	if b.eng.Clustered() {
+		if err := b.startLiveness(ctx); err != nil {
+			b.state.Store(2)
+			b.delay.stop()
+			stop()
+			return fmt.Errorf("watching the other nodes: %w", err)
+		}
 	}
 	b.bg.Add(1)
 	go b.runJournal()
@@ -211,6 +224,7 @@ func (b *core) stop(ctx context.Context) {
 	for _, q := range qs {
 		q.shutdown()
 	}
+	b.stopLiveness(ctx)
 	b.bgCancel()
 	b.bg.Wait()
 }

@@ -3,7 +3,10 @@ package broker
 import (
 	"container/heap"
 	"context"
+	"encoding/base64"
 	"encoding/binary"
+	"errors"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,14 +20,36 @@ import (
 // x-delayed-type and stored in the queues; then the delay copy is deleted.
 // At start the heap is rebuilt by scanning the delay logs, so delays survive
 // restarts and crashes (a message is delivered late, never lost).
+//
+// In a cluster each node stores its delayed messages on its own subject,
+// hd.<vhost id>.d.<node key>, and fires only those (and those of the
+// subject hd.<vhost id>.d of earlier versions, which every node fires, as
+// before); when a node goes down, one live node adopts its subject (see
+// nodes.go) and fires its messages, until the node is back.
 
 func delayLog(vh *vhost) string { return "HD_" + vh.id }
+
+// delaySubject is where this node stores vh's delayed messages.
+func (b *core) delaySubject(vh *vhost) string {
+	if !b.eng.Clustered() {
+		return "hd." + vh.id + ".d"
+	}
+	return nodeDelaySubject(vh, b.node)
+}
+
+func nodeDelaySubject(vh *vhost, node string) string { return "hd." + vh.id + ".d." + keyName(node) }
 
 type delayItem struct {
 	due   int64
 	vhost string
 	log   string
 	seq   uint64
+	owner string // the down node it was adopted from; "" for this node's own
+}
+
+type delayRef struct {
+	log string
+	seq uint64
 }
 
 type delayHeap []delayItem
@@ -44,13 +69,14 @@ type delayer struct {
 	b       *core
 	mu      sync.Mutex
 	h       delayHeap
+	held    map[delayRef]bool // in h: an adopted message is not added twice
 	timer   *time.Timer
 	at      int64
 	stopped bool
 	firing  bool
 }
 
-func newDelayer(b *core) *delayer { return &delayer{b: b} }
+func newDelayer(b *core) *delayer { return &delayer{b: b, held: map[delayRef]bool{}} }
 
 func (d *delayer) start(ctx context.Context) error {
 	d.b.mu.RLock()
@@ -59,9 +85,18 @@ func (d *delayer) start(ctx context.Context) error {
 		vhs = append(vhs, vh)
 	}
 	d.b.mu.RUnlock()
+	clustered := d.b.eng.Clustered()
 	for _, vh := range vhs {
-		log := delayLog(vh)
+		log, mine, legacy := delayLog(vh), d.b.delaySubject(vh), "hd."+vh.id+".d"
 		_, err := d.b.eng.Scan(ctx, log, "", 1, func(m engine.Msg) error {
+			if clustered && m.Subject != mine && m.Subject != legacy {
+				// Another node's: it fires them, or whoever adopts them
+				// if it is down (nodes.go).
+				if raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(m.Subject, legacy+".")); err == nil {
+					d.b.noteNode(string(raw))
+				}
+				return nil
+			}
 			if len(m.Data) >= 8 {
 				d.add(delayItem{due: int64(binary.BigEndian.Uint64(m.Data)), vhost: vh.name, log: log, seq: m.Seq})
 			}
@@ -72,6 +107,56 @@ func (d *delayer) start(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// adopt adds the delayed messages a down node stored (cluster mode).
+func (d *delayer) adopt(ctx context.Context, node string) error {
+	d.b.mu.RLock()
+	var vhs []*vhost
+	for _, vh := range d.b.vhostsM {
+		vhs = append(vhs, vh)
+	}
+	d.b.mu.RUnlock()
+	n := 0
+	for _, vh := range vhs {
+		log := delayLog(vh)
+		err := d.b.scanSettled(ctx, log, nodeDelaySubject(vh, node), func(m engine.Msg) error {
+			if len(m.Data) >= 8 {
+				d.add(delayItem{due: int64(binary.BigEndian.Uint64(m.Data)), vhost: vh.name, log: log, seq: m.Seq, owner: node})
+				n++
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, engine.ErrNotFound) {
+			return err
+		}
+	}
+	if n > 0 {
+		d.b.log.Info("adopted the delayed messages of a down node", "node", node, "messages", n)
+	}
+	return nil
+}
+
+// disown drops the adopted messages of node, which is back and fires them
+// itself.
+func (d *delayer) disown(node string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	kept := d.h[:0]
+	for _, it := range d.h {
+		if it.owner == node {
+			delete(d.held, delayRef{it.log, it.seq})
+			continue
+		}
+		kept = append(kept, it)
+	}
+	if len(kept) == len(d.h) {
+		return
+	}
+	clear(d.h[len(kept):])
+	d.h = kept
+	heap.Init(&d.h)
+	d.armLocked()
 }
 
 func (d *delayer) stop() {
@@ -86,6 +171,11 @@ func (d *delayer) stop() {
 func (d *delayer) add(it delayItem) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	ref := delayRef{it.log, it.seq}
+	if d.held[ref] {
+		return
+	}
+	d.held[ref] = true
 	heap.Push(&d.h, it)
 	d.armLocked()
 }
@@ -111,7 +201,7 @@ func (d *delayer) schedule(vh *vhost, p Publishing, delay time.Duration, done fu
 	data := binary.BigEndian.AppendUint64(nil, uint64(due))
 	data = append(data, encodeStored(p.Exchange, p.RoutingKey, p.Message)...)
 	log := delayLog(vh)
-	err := d.b.eng.AppendAsync("hd."+vh.id+".d", data, func(seq uint64, err error) {
+	err := d.b.eng.AppendAsync(d.b.delaySubject(vh), data, func(seq uint64, err error) {
 		if err == nil {
 			d.add(delayItem{due: due, vhost: vh.name, log: log, seq: seq})
 		}
@@ -136,7 +226,9 @@ func (d *delayer) fire() {
 	now := d.b.cfg.Now().UnixMilli()
 	var due []delayItem
 	for len(d.h) > 0 && d.h[0].due <= now {
-		due = append(due, heap.Pop(&d.h).(delayItem))
+		it := heap.Pop(&d.h).(delayItem)
+		delete(d.held, delayRef{it.log, it.seq})
+		due = append(due, it)
 	}
 	d.mu.Unlock()
 	for _, it := range due {

@@ -17,6 +17,14 @@
 // on delivery; acknowledging deletes the message from the log. There is no
 // per-queue engine object, so 10k queues cost 10k small in-memory indexes.
 //
+// Failover (cluster). The nodes write heartbeats into a replicated memory
+// bucket; when a node stops (at once) or goes silent for Config.NodeTimeout,
+// the live nodes share the queues it served (one node per queue, by a
+// rendezvous hash and a compare-and-set of the queue's record) and adopt the
+// delayed messages it held (each node stores its own under its own subject).
+// A taker rebuilds the index from the replicated log and reports the queue
+// to WatchServing, so faces that keep queues on standby start consuming.
+//
 // Faces keep their own state in the broker too. Records (PutRecord, Records,
 // WatchRecords) are small JSON documents in the replicated metadata bucket,
 // watched by every node: WatchRecords reports each change, local or made on

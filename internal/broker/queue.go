@@ -40,6 +40,7 @@ type queue struct {
 	args    queueArgs
 	logName string
 	subject string
+	node    string // serving node, as its record names it; written holding Broker.mu and mu, read holding either
 
 	mu          sync.Mutex
 	leader      bool
@@ -72,6 +73,7 @@ func newQueue(b *core, vh *vhost, rec queueRec, args queueArgs) *queue {
 		b: b, vh: vh, name: rec.Spec.Name, id: rec.ID, spec: rec.Spec, args: args,
 		logName: vh.log(rec.Spec.Durable), subject: vh.subject(rec.Spec.Durable, rec.ID),
 		leader:  !b.eng.Clustered() || rec.Node == b.node || rec.Node == "",
+		node:    cmp.Or(rec.Node, b.node),
 		ready:   make([]deque, int(args.MaxPriority)+1),
 		lastUse: b.cfg.Now(),
 	}
@@ -95,7 +97,9 @@ func (q *queue) info() QueueInfo {
 	qi.VHost = q.vh.name
 	qi.QueueSpec = q.spec
 	qi.Owner = q.spec.Owner
-	qi.Node = q.b.node
+	q.mu.Lock()
+	qi.Node = q.node
+	q.mu.Unlock()
 	return qi
 }
 

@@ -106,6 +106,31 @@ func (b *core) recoverVHost(ctx context.Context, vh *vhost) error {
 
 // ---- cluster: queue leadership and tailing
 
+// Scans after a node went away (index rebuilds, adopted delayed messages):
+// the probe's bound, the scan's, and the pause between attempts.
+const (
+	settleProbe = 5 * time.Second
+	settleScan  = 2 * time.Minute
+	settlePause = 500 * time.Millisecond
+)
+
+// scanSettled scans log (filter as in engine.Scan) once the log answers.
+// Right after a node went away the log may be between leaders, and a
+// request the old leader took is never answered: a short probe comes first,
+// so such a request costs settleProbe, not the scan's bound.
+func (b *core) scanSettled(ctx context.Context, log, filter string, fn func(engine.Msg) error) error {
+	pctx, cancel := context.WithTimeout(ctx, settleProbe)
+	_, err := b.eng.LastSeq(pctx, log)
+	cancel()
+	if err != nil {
+		return err
+	}
+	sctx, cancel := context.WithTimeout(ctx, settleScan)
+	defer cancel()
+	_, err = b.eng.Scan(sctx, log, filter, 1, fn)
+	return err
+}
+
 func (b *core) startTails(ctx context.Context, vh *vhost) error {
 	for _, durable := range []bool{true, false} {
 		log := vh.log(durable)
@@ -186,6 +211,9 @@ func (b *core) moveLeaderLocked(q *queue, rec queueRec) []func() {
 	}
 	lead := !b.eng.Clustered() || rec.Node == b.node
 	q.mu.Lock()
+	if rec.Node != "" {
+		q.node = rec.Node
+	}
 	was := q.leader
 	q.mu.Unlock()
 	switch {
@@ -207,19 +235,7 @@ func (b *core) moveLeaderLocked(q *queue, rec queueRec) []func() {
 // becomeLeader rebuilds the index of a queue this node now leads
 // (moveLeaderLocked set leader and scanning).
 func (b *core) becomeLeader(q *queue) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var entries []*entry
-	_, err := b.eng.Scan(ctx, q.logName, q.subject, 1, func(m engine.Msg) error {
-		if e, ok := q.entryFrom(m); ok {
-			e.recovered = true // the previous leader may have delivered it
-			entries = append(entries, e)
-		}
-		return nil
-	})
-	if err != nil {
-		b.log.Warn("rebuilding queue index", "queue", q.name, "err", err)
-	}
+	entries := b.scanQueue(q)
 	q.mu.Lock()
 	for _, e := range entries {
 		q.addRecoveredLocked(e)
@@ -238,8 +254,43 @@ func (b *core) becomeLeader(q *queue) {
 	q.enforceLengthLocked()
 	q.armTTLLocked()
 	q.kickLocked()
+	lead := q.leader && !q.deleted
 	q.mu.Unlock()
 	q.flush()
+	if lead {
+		b.notifyServing(q.vh.name, q.name)
+	}
+}
+
+// scanQueue reads the entries of q from its log for becomeLeader, trying
+// again until it succeeds, the broker stops, or q is no longer led here
+// (then the entries do not matter).
+func (b *core) scanQueue(q *queue) []*entry {
+	for attempt := 1; ; attempt++ {
+		var entries []*entry
+		err := b.scanSettled(b.bgCtx, q.logName, q.subject, func(m engine.Msg) error {
+			if e, ok := q.entryFrom(m); ok {
+				e.recovered = true // the previous leader may have delivered it
+				entries = append(entries, e)
+			}
+			return nil
+		})
+		if err == nil {
+			return entries
+		}
+		q.mu.Lock()
+		led := q.leader && !q.deleted
+		q.mu.Unlock()
+		if !led || b.bgCtx.Err() != nil {
+			return nil
+		}
+		b.log.Warn("rebuilding queue index; trying again", "queue", q.name, "attempt", attempt, "err", err)
+		select {
+		case <-time.After(settlePause):
+		case <-b.bgCtx.Done():
+			return nil
+		}
+	}
 }
 
 func (q *queue) loseLeadership(node string) {

@@ -1,0 +1,135 @@
+package broker_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/heraldhq/herald/internal/broker"
+	"github.com/heraldhq/herald/internal/engine"
+)
+
+// servers returns the nodes (indexes) that serve queue, and how many
+// messages the first of them holds.
+func servers(brokers []*broker.Broker, queue string) (idx []int, messages int) {
+	for i, b := range brokers {
+		if b != nil && b.ServesQueue("/", queue) {
+			if len(idx) == 0 {
+				q, _ := b.Queue("/", queue)
+				messages = q.Messages
+			}
+			idx = append(idx, i)
+		}
+	}
+	return idx, messages
+}
+
+// failoverCluster starts three nodes with NodeTimeout timeout and, through
+// node A, six queues of three messages each and a delayed message due in
+// 1.5 s for the first queue. gained lists, per queue, the nodes whose
+// WatchServing reported it.
+func failoverCluster(t *testing.T, ctx context.Context, timeout time.Duration) (brokers []*broker.Broker, engines []*engine.Engine, queues []string, gained func(q string) []int) {
+	t.Helper()
+	brokers, engines = startClusterNodes(t, ctx, 3, func(c *broker.Config) { c.NodeTimeout = timeout })
+	a := brokers[0]
+	var mu sync.Mutex
+	got := map[string][]int{}
+	for i, br := range brokers {
+		t.Cleanup(br.WatchServing(func(_, queue string) {
+			mu.Lock()
+			got[queue] = append(got[queue], i)
+			mu.Unlock()
+		}))
+	}
+	_, err := a.DeclareExchange(ctx, "/", broker.ExchangeSpec{Name: "later", Type: broker.Delayed, Durable: true,
+		Arguments: broker.Table{"x-delayed-type": broker.Direct}}, false)
+	require.NoError(t, err)
+	queues = make([]string, 6)
+	for i := range queues {
+		queues[i] = fmt.Sprintf("fo-%d", i)
+		_, err := a.DeclareQueue(ctx, "/", broker.QueueSpec{Name: queues[i], Durable: true}, false)
+		require.NoError(t, err)
+		require.NoError(t, a.Bind(ctx, "/", broker.Binding{Source: "later", Destination: queues[i], RoutingKey: queues[i]}))
+		for j := range 3 {
+			_, err := a.Publish(ctx, broker.Publishing{VHost: "/", Exchange: "", RoutingKey: queues[i],
+				Message: &broker.Message{Body: []byte(fmt.Sprint(j))}})
+			require.NoError(t, err)
+		}
+	}
+	_, err = a.Publish(ctx, broker.Publishing{VHost: "/", Exchange: "later", RoutingKey: queues[0],
+		Message: &broker.Message{Properties: broker.Properties{Headers: broker.Table{"x-delay": int64(1500)}}, Body: []byte("late")}})
+	require.NoError(t, err)
+	for _, q := range queues {
+		require.True(t, a.ServesQueue("/", q), "node A serves %s", q)
+		eventually(t, func() bool { idx, n := servers(brokers, q); return len(idx) == 1 && n == 3 }, "messages not stored")
+	}
+	eventually(t, func() bool { return len(a.Nodes()) == 3 }, "the nodes do not see each other")
+	return brokers, engines, queues, func(q string) []int {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]int(nil), got[q]...)
+	}
+}
+
+// requireTakenOver checks that each queue is served by exactly one of the
+// surviving nodes, which WatchServing reported, with its messages (and the
+// delayed one in the first queue, adopted and fired by a survivor).
+func requireTakenOver(t *testing.T, brokers []*broker.Broker, queues []string, gained func(string) []int) {
+	t.Helper()
+	per := map[int]int{}
+	for i, q := range queues {
+		want := 3
+		if i == 0 {
+			want = 4
+		}
+		var idx []int
+		var n int
+		// Generous: the logs led by the node that went away elect new
+		// leaders first (seconds), and CI runs every package at once.
+		eventuallyWithin(t, 30*time.Second, func() bool { idx, n = servers(brokers, q); return len(idx) == 1 && n == want },
+			fmt.Sprintf("queue %s: not served by exactly one node with %d messages", q, want))
+		require.Equal(t, idx, gained(q), "WatchServing reported %s on its new server only", q)
+		per[idx[0]]++
+	}
+	t.Logf("queues taken over per node: %v", per)
+}
+
+// TestClusterFailoverOnStop: a node that stops hands its queues and delayed
+// messages over at once (well before NodeTimeout, here a minute), each
+// queue to exactly one of the other nodes.
+func TestClusterFailoverOnStop(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(bg, 90*time.Second)
+	defer cancel()
+	brokers, engines, queues, gained := failoverCluster(t, ctx, time.Minute)
+	a := brokers[0]
+	brokers[0] = nil
+	a.Stop(ctx)
+	engines[0].Stop(ctx)
+	requireTakenOver(t, brokers, queues, gained)
+}
+
+// TestClusterFailoverOnSilence: a node that dies without a word (its engine
+// stops: no more heartbeats, nothing deleted) is taken over once
+// NodeTimeout has passed, not before.
+func TestClusterFailoverOnSilence(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(bg, 90*time.Second)
+	defer cancel()
+	const timeout = 2 * time.Second
+	brokers, engines, queues, gained := failoverCluster(t, ctx, timeout)
+	a := brokers[0]
+	died := time.Now()
+	engines[0].Stop(ctx)
+	brokers[0] = nil
+	t.Cleanup(func() { a.Stop(bg) }) // its broker runs on, cut off
+	eventuallyWithin(t, 30*time.Second, func() bool { idx, _ := servers(brokers, queues[1]); return len(idx) == 1 }, "not taken over")
+	require.GreaterOrEqual(t, time.Since(died), timeout-timeout/5, "taken over before the node timeout (from the last heartbeat, at most NodeTimeout/5 before)")
+	requireTakenOver(t, brokers, queues, gained)
+	eventually(t, func() bool { return slices.Equal(brokers[1].Nodes(), []string{"node-b", "node-c"}) }, "node B should see B and C live")
+}
