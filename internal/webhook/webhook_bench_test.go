@@ -172,6 +172,7 @@ func BenchmarkDeliveries(b *testing.B) {
 		// connections and goroutines for the same CPU).
 		{10 * time.Millisecond, 256, "net-http"},
 		{10 * time.Millisecond, 256, "lean"},
+		{10 * time.Millisecond, 512, "lean"},
 	} {
 		b.Run(fmt.Sprintf("sink=%s/server=%s/concurrency=%d", bc.latency, bc.server, bc.concurrency), func(b *testing.B) {
 			failEvery := int64(10)
@@ -306,18 +307,26 @@ func BenchmarkPendingRetriesMemory(b *testing.B) {
 // (body size, 64 in flight, keep-alive, the guard's client) to the same
 // in-process sink, with no broker, engine or signing.
 func BenchmarkHTTPFloor(b *testing.B) {
-	for _, server := range []string{"net-http", "lean"} {
-		b.Run("server="+server, func(b *testing.B) {
+	for _, bc := range []struct {
+		latency     time.Duration
+		concurrency int
+		server      string
+	}{
+		{0, 64, "net-http"},
+		{0, 64, "lean"},
+		{10 * time.Millisecond, 512, "lean"},
+	} {
+		b.Run(fmt.Sprintf("sink=%s/server=%s/concurrency=%d", bc.latency, bc.server, bc.concurrency), func(b *testing.B) {
 			newSink := newBenchSink
-			if server == "lean" {
+			if bc.server == "lean" {
 				newSink = newLeanSink
 			}
-			httpFloor(b, newSink(b, 0, 0))
+			httpFloor(b, newSink(b, bc.latency, 0), bc.concurrency)
 		})
 	}
 }
 
-func httpFloor(b *testing.B, sk *benchSink) {
+func httpFloor(b *testing.B, sk *benchSink, concurrency int) {
 	client := NewTargetGuard(loopback).Client()
 	body := make([]byte, 330)
 	var next atomic.Int64
@@ -326,7 +335,7 @@ func httpFloor(b *testing.B, sk *benchSink) {
 	cpu0 := cpuTime()
 	start := time.Now()
 	var wg sync.WaitGroup
-	for range 64 {
+	for range concurrency {
 		wg.Go(func() {
 			for next.Add(1) <= int64(b.N) {
 				req, _ := http.NewRequest(http.MethodPost, sk.url, bytes.NewReader(body))
