@@ -2,7 +2,9 @@ package webhook
 
 import (
 	"context"
+	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,9 +23,10 @@ type clusterNode struct {
 	s   *Service
 }
 
-// startCluster starts n clustered nodes in one process and stops them at
-// the end of the test.
-func startCluster(t *testing.T, ctx context.Context, n int) []*clusterNode {
+// startCluster starts n clustered nodes in one process, with the topic
+// exchange "events" declared, and stops them at the end of the test. mods
+// change each service before it starts.
+func startCluster(t *testing.T, ctx context.Context, n int, mods ...func(*Service)) []*clusterNode {
 	t.Helper()
 	engines := enginetest.StartCluster(t, ctx, n, quiet)
 	nodes := make([]*clusterNode, n)
@@ -45,9 +48,14 @@ func startCluster(t *testing.T, ctx context.Context, n int) []*clusterNode {
 		require.NoError(t, b.Start(ctx))
 		s, err := New(Config{Broker: b, Logger: quiet, AllowPrivate: loopback})
 		require.NoError(t, err)
+		for _, m := range mods {
+			m(s)
+		}
 		nodes[i] = &clusterNode{eng: eng, b: b, s: s}
 		require.NoError(t, s.Start(ctx))
 	}
+	_, err := nodes[0].b.DeclareExchange(ctx, "/", broker.ExchangeSpec{Name: "events", Type: broker.Topic, Durable: true}, false)
+	require.NoError(t, err)
 	return nodes
 }
 
@@ -61,8 +69,6 @@ func TestClusterSubscriptionOnAServedEverywhere(t *testing.T) {
 	defer cancel()
 	nodes := startCluster(t, ctx, 3)
 	a, c := nodes[0], nodes[2]
-	_, err := a.b.DeclareExchange(ctx, "/", broker.ExchangeSpec{Name: "events", Type: broker.Topic, Durable: true}, false)
-	require.NoError(t, err)
 	sk1, sk2 := newSink(t, always(200)), newSink(t, always(200))
 	sub, err := a.s.Create(ctx, Spec{URL: sk1.ts.URL, Exchange: "events", BindingKey: "c.#"})
 	require.NoError(t, err)
@@ -103,4 +109,120 @@ func TestClusterSubscriptionOnAServedEverywhere(t *testing.T) {
 	att, err := a.b.JournalRead(ctx, deliveriesJournal, sub.ID, 0)
 	require.NoError(t, err)
 	require.Empty(t, att, "history deleted")
+}
+
+// TestClusterFailover: the node serving a subscription's queue stops while
+// events are pending: one in flight, two queued, one waiting in the delay
+// log for its retry. Another node takes the queue (and the delayed retry)
+// over and delivers them and the events published afterwards: none is lost.
+// Duplicates (same webhook-id) are allowed; the test counts them.
+func TestClusterFailover(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(bg, 90*time.Second)
+	defer cancel()
+	nodes := startCluster(t, ctx, 3, func(s *Service) { s.jitter = func(ceil time.Duration) time.Duration { return ceil } })
+	a, c := nodes[0], nodes[2]
+
+	var mu sync.Mutex
+	ok := map[string]int{}       // event -> 2xx answers
+	attempts := map[string]int{} // event -> requests
+	var hold atomic.Bool
+	inFlight := make(chan struct{}, 100)
+	sk := newSink(t, func(_ int, r *http.Request) int {
+		ev := r.Header.Get("webhook-id")
+		mu.Lock()
+		attempts[ev]++
+		first := attempts[ev] == 1
+		mu.Unlock()
+		switch {
+		case hold.Load():
+			inFlight <- struct{}{}
+			<-r.Context().Done() // the attempt is cut when node A stops
+			return http.StatusServiceUnavailable
+		case ev == idOf("r1") && first:
+			return http.StatusServiceUnavailable // retried through the delay log
+		}
+		mu.Lock()
+		ok[ev]++
+		mu.Unlock()
+		return http.StatusOK
+	})
+	sub, err := a.s.Create(ctx, Spec{URL: sk.ts.URL, Exchange: "events", BindingKey: "f.#", Concurrency: 1,
+		BackoffInitial: 4 * time.Second, BackoffMax: 4 * time.Second})
+	require.NoError(t, err)
+	for _, nd := range nodes[1:] {
+		eventually(t, func() bool { _, ok := nd.s.Get(sub.ID); return ok }, "subscription did not reach every node")
+	}
+	require.True(t, a.b.ServesQueue("/", queueName(sub.ID)), "node A serves the queue it created")
+
+	publish := func(names ...string) {
+		t.Helper()
+		for _, n := range names {
+			res, err := c.b.Publish(ctx, broker.Publishing{VHost: "/", Exchange: "events", RoutingKey: "f.x",
+				Message: &broker.Message{Properties: broker.Properties{MessageID: n}, Body: []byte(`"` + n + `"`)}})
+			require.NoError(t, err)
+			require.True(t, res.Routed)
+		}
+	}
+	publish("b1", "b2", "r1")
+	sk.waitReqs(t, 3)
+	eventually(t, func() bool { // r1's retry is stored in the delay log
+		qi, err := a.b.Queue("/", queueName(sub.ID))
+		return err == nil && qi.Messages == 0
+	}, "r1 not retried through the delay log")
+	hold.Store(true)
+	publish("p1", "p2", "p3")
+	<-inFlight // p1 is in flight on node A, p2 and p3 wait
+
+	// Stop node A (service, broker, engine) as on SIGTERM: the attempt in
+	// flight is cut after a short drain, before r1's retry is due.
+	nodes[0] = nil
+	stopCtx, stopCancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	a.s.Stop(stopCtx)
+	stopCancel()
+	hold.Store(false)
+	a.b.Stop(ctx)
+	a.eng.Stop(ctx)
+	mu.Lock()
+	require.Zero(t, ok[idOf("r1")], "r1's retry was due before node A stopped: the backoff is too short for this test")
+	mu.Unlock()
+	publish("n1", "n2", "n3")
+
+	want := []string{"b1", "b2", "r1", "p1", "p2", "p3", "n1", "n2", "n3"}
+	missing := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		var out []string
+		for _, n := range want {
+			if ok[idOf(n)] == 0 {
+				out = append(out, n)
+			}
+		}
+		return out
+	}
+	deadline := time.Now().Add(45 * time.Second) // a log led by node A elects a new leader first
+	for len(missing()) > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond) // polling
+	}
+	require.Empty(t, missing(), "events not delivered after node A stopped")
+	quietPeriod(300 * time.Millisecond)
+	mu.Lock()
+	dups := 0
+	for _, n := range want {
+		dups += ok[idOf(n)] - 1
+	}
+	mu.Unlock()
+	t.Logf("%d events delivered, %d duplicate deliveries (same webhook-id)", len(want), dups)
+	b := nodes[1]
+	require.NotEqual(t, b.b.ServesQueue("/", queueName(sub.ID)), c.b.ServesQueue("/", queueName(sub.ID)),
+		"exactly one surviving node serves the queue")
+	att, err := c.s.Deliveries(ctx, sub.ID)
+	require.NoError(t, err)
+	require.Equal(t, outcomeDelivered, att[0].Outcome)
+}
+
+// idOf is the webhook-id of the test events, published with message-id name
+// to the exchange events with routing key f.x.
+func idOf(name string) string {
+	return webhookID("/", "events", "f.x", &broker.Message{Properties: broker.Properties{MessageID: name}})
 }

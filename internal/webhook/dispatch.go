@@ -135,6 +135,17 @@ func (d *dispatcher) modify(ctx context.Context, fn func(*record) error) (Subscr
 	return rec.Sub, err
 }
 
+// restart halts the dispatcher and starts it again (on standby if this
+// node does not serve its queue).
+func (d *dispatcher) restart(ctx context.Context) {
+	d.opMu.Lock()
+	defer d.opMu.Unlock()
+	d.haltLocked(ctx)
+	if err := d.startLocked(); err != nil {
+		d.s.log.Error("restarting webhook dispatcher", "id", d.id, "error", err)
+	}
+}
+
 // remove marks the dispatcher gone and halts it.
 func (d *dispatcher) remove(ctx context.Context) {
 	d.opMu.Lock()
@@ -242,13 +253,19 @@ func newRun(d *dispatcher, rec record) (*run, error) {
 		Prefetch: prefetch,
 		Deliver:  r.deliver,
 		Cancelled: func(reason string) {
-			// The queue was deleted behind our back (management API) or
-			// the node lost it: declare the topology again and restart.
 			d.s.log.Warn("webhook consumer cancelled; restarting", "id", d.id, "reason", reason)
 			d.s.goBackground(func(ctx context.Context) {
 				if _, ok := d.s.b.Record(recordKind, d.id); !ok {
 					return // deleted (through another node): not ours to repair
 				}
+				if _, err := d.s.b.Queue(sub.VHost, d.q); err == nil {
+					// The queue moved to another node (cluster): stand by,
+					// or consume again if it has come back meanwhile.
+					d.restart(ctx)
+					return
+				}
+				// Deleted behind our back (management API): declare the
+				// topology again and restart.
 				_, err := d.modify(ctx, func(rec *record) error { return d.s.ensureTopology(ctx, rec.Sub) })
 				if err != nil {
 					d.s.log.Error("restarting webhook dispatcher", "id", d.id, "error", err)

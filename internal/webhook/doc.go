@@ -25,6 +25,12 @@
 // Config.DeliveryLogSize, which /v1/webhooks/{id}/deliveries reads back: the
 // history survives restarts and is shared by the nodes of a cluster.
 //
+// In a cluster every node follows the subscription records (syncer), and
+// one delivers each subscription: the node serving its queue; the others
+// hold it on standby. When that node stops or dies, the broker moves the
+// queue to a live node and tells it (Broker.WatchServing), whose dispatcher
+// then starts.
+//
 // Delivery is at least once: an endpoint deduplicates on webhook-id, which
 // is the same for every attempt of one event.
 //

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"strings"
 	"sync"
 	"time"
 )
@@ -15,12 +16,18 @@ import (
 // metadata watch; recordChanged only marks the id, and one goroutine
 // compares each marked id's current record with its dispatcher, so a change
 // this node made itself is found already applied (idempotent).
+//
+// It also starts a dispatcher held on standby when its queue comes to be
+// served by this node (Broker.WatchServing: in a cluster, the node serving
+// it went down and the broker moved the queue here), the same way: the id
+// is marked and syncOne starts the dispatcher if it serves the queue now.
 type syncer struct {
-	mu    sync.Mutex
-	dirty map[string]struct{}
-	wake  chan struct{}
-	quit  chan struct{}
-	stop  func() // stops the broker watch
+	mu      sync.Mutex
+	dirty   map[string]struct{}
+	wake    chan struct{}
+	quit    chan struct{}
+	stop    func() // stops the broker's record watch
+	stopSrv func() // stops the broker's serving watch
 }
 
 func (y *syncer) init() {
@@ -33,6 +40,7 @@ func (y *syncer) init() {
 // falls between the load and the watch.
 func (s *Service) startSync() {
 	s.sync.stop = s.b.WatchRecords(recordKind, s.recordChanged)
+	s.sync.stopSrv = s.b.WatchServing(s.queueServed)
 	s.bg.Add(1)
 	go s.runSync()
 }
@@ -41,7 +49,16 @@ func (s *Service) startSync() {
 func (s *Service) stopSync() {
 	if s.sync.stop != nil {
 		s.sync.stop()
+		s.sync.stopSrv()
 		close(s.sync.quit)
+	}
+}
+
+// queueServed marks the subscription whose queue this node now serves.
+func (s *Service) queueServed(_, queue string) {
+	id, ok := strings.CutPrefix(queue, queueName(""))
+	if ok && !strings.Contains(id, ".") { // not a dead-letter queue
+		s.recordChanged(id, nil, false)
 	}
 }
 
@@ -113,9 +130,11 @@ func (s *Service) syncOne(ctx context.Context, id string) {
 }
 
 // refresh applies a record changed elsewhere: the dispatcher restarts with
-// it. A record equal to the dispatcher's own (its own write) changes nothing.
-// The record is read again under opMu: one read before it could predate a
-// modify that held opMu meanwhile, and would roll the dispatcher back.
+// it. A record equal to the dispatcher's own (its own write) changes
+// nothing, except that a dispatcher on standby starts if this node serves
+// its queue now. The record is read again under opMu: one read before it
+// could predate a modify that held opMu meanwhile, and would roll the
+// dispatcher back.
 func (d *dispatcher) refresh(ctx context.Context) {
 	d.opMu.Lock()
 	defer d.opMu.Unlock()
@@ -132,6 +151,9 @@ func (d *dispatcher) refresh(ctx context.Context) {
 		return
 	}
 	if cur, err := json.Marshal(d.record()); err == nil && bytes.Equal(cur, data) {
+		if err := d.startLocked(); err != nil { // a no-op unless on standby and now serving
+			d.s.log.Error("starting webhook dispatcher", "id", d.id, "error", err)
+		}
 		return
 	}
 	d.haltLocked(ctx)
