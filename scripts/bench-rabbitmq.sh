@@ -76,7 +76,16 @@ start_rabbitmq() {
   else
     sh -c "$cmd"
   fi
-  timeout 120 rabbitmqctl await_startup >&2
+  # await_startup fails at once while the node has not registered with epmd
+  # yet (a cold start takes a few seconds), so ask again until it answers.
+  local deadline=$((SECONDS + 120))
+  until timeout 60 rabbitmqctl -q await_startup >/dev/null 2>&1; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      echo "rabbitmq-server did not start; see /var/log/rabbitmq/" >&2
+      exit 1
+    fi
+    sleep 2
+  done
 }
 
 HERALD_BIN="$OUT/herald"
