@@ -223,6 +223,7 @@ type run struct {
 	cons   *broker.Consumer
 	wg     sync.WaitGroup
 	acks   *acker
+	resume resumed // ordering: attempt counts of redelivered events (history.go)
 }
 
 func newRun(d *dispatcher, rec record) (*run, error) {
@@ -451,9 +452,14 @@ func (r *run) retryWait(n int, res result) time.Duration {
 }
 
 // handleInPlace (ordering) retries an event while holding it unacked, so the
-// key's later events wait; the attempt count restarts after a restart.
+// key's later events wait. A redelivered event (the run that held it
+// stopped: restart, failover, pause, update) goes on with the attempt count
+// the journal recorded for it.
 func (r *run) handleInPlace(dl *broker.Delivery) {
 	ev := r.prepare(dl)
+	if dl.Redelivered {
+		ev.attempt = max(ev.attempt, r.resumeAttempt(ev.webhookID))
+	}
 	for {
 		res := r.attempt(ev)
 		if res.cancelled {

@@ -18,7 +18,9 @@
 // At most Spec.Concurrency attempts are in flight; acks are released in
 // queue order (acker) so the broker can purge runs of its log instead of
 // deleting each message. With Spec.OrderingKey, a router keeps one event per
-// key in flight and retries it in place.
+// key in flight and retries it in place; an event redelivered after its
+// dispatcher stopped (restart, failover) goes on with the attempt count the
+// journal below recorded for its webhook-id (README: the limits of that).
 //
 // Every attempt is appended (asynchronously, never blocking a delivery) to
 // the broker journal webhook-attempts, keyed by subscription and bounded by

@@ -79,6 +79,15 @@ func (e *env) stop() {
 	e.eng.Stop(ctx)
 }
 
+// startExact is startEnv on a fresh dir with the circuit breaker off and
+// no jitter (each backoff is its ceiling), for tests that time retries.
+func startExact(t testing.TB, dir string) *env {
+	t.Helper()
+	e := startEnv(t, dir, fastRetries)
+	e.s.jitter = func(ceil time.Duration) time.Duration { return ceil }
+	return e
+}
+
 func setup(t testing.TB, mods ...func(*Config)) *env {
 	t.Helper()
 	e := startEnv(t, t.TempDir(), mods...)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -126,4 +127,62 @@ func (s *Service) deliveries(ctx context.Context, id string) ([]Attempt, error) 
 		out = append(out, a)
 	}
 	return out, nil
+}
+
+// resumed restores the attempt count of ordered events retried in place
+// (held unacked, so nothing in the message counts their attempts) when they
+// are redelivered: after a restart, a failover, a pause or an update. The
+// journal records every attempt by webhook-id; a run reads it once, at the
+// first redelivered event it retries in place, and an event whose newest
+// recorded attempt n was "retrying" goes on with attempt n+1.
+type resumed struct {
+	mu     sync.Mutex
+	loaded bool
+	next   map[string]int // webhook-id -> number of its next attempt
+}
+
+// resumeAttempt returns the number of the next attempt of the redelivered
+// event webhookID as the journal recorded it, 0 when unknown (never
+// attempted in place, settled, pushed out of the journal, or its append
+// dropped). An id's count is handed out once per run: identical messages
+// without ids share a webhook-id, and the second must not continue the
+// first's count.
+func (r *run) resumeAttempt(webhookID string) int {
+	rs := &r.resume
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if !rs.loaded {
+		rs.loaded = true
+		ctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)
+		next, err := r.d.s.nextAttempts(ctx, r.d.id)
+		cancel()
+		if err != nil {
+			r.d.s.log.Warn("reading the attempts of redelivered ordered events; their counts start again", "id", r.d.id, "error", err)
+		}
+		rs.next = next
+	}
+	n := rs.next[webhookID]
+	delete(rs.next, webhookID)
+	return n
+}
+
+// nextAttempts reads subscription id's journal and returns, for each
+// webhook-id whose newest recorded attempt n has outcome retrying, n+1.
+func (s *Service) nextAttempts(ctx context.Context, id string) (map[string]int, error) {
+	atts, err := s.deliveries(ctx, id) // newest first
+	if err != nil {
+		return nil, err
+	}
+	seen := make(map[string]bool, len(atts))
+	next := map[string]int{}
+	for _, a := range atts {
+		if seen[a.WebhookID] {
+			continue
+		}
+		seen[a.WebhookID] = true
+		if a.Outcome == outcomeRetry {
+			next[a.WebhookID] = a.Attempt + 1
+		}
+	}
+	return next, nil
 }

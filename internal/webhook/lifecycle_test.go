@@ -81,9 +81,7 @@ func TestSSRFDNSRebindingRefusedAtDelivery(t *testing.T) {
 func TestRetrySurvivesRestart(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	noJitter := func(c *Config) { c.BreakerFailures = -1 }
-	e := startEnv(t, dir, noJitter)
-	e.s.jitter = func(ceil time.Duration) time.Duration { return ceil }
+	e := startExact(t, dir)
 	var fails atomic.Int32
 	sk := newSink(t, func(n int, _ *http.Request) int {
 		if n == 1 {
@@ -105,7 +103,7 @@ func TestRetrySurvivesRestart(t *testing.T) {
 	e.stop()
 	require.Len(t, sk.got(), 1, "delivered before the restart: the backoff was too short for this test")
 
-	e = startEnv(t, dir, noJitter)
+	e = startEnv(t, dir, fastRetries)
 	defer e.stop()
 	reqs := sk.waitReqs(t, 2)
 	require.Equal(t, reqs[0].header.Get("webhook-id"), reqs[1].header.Get("webhook-id"))
@@ -269,6 +267,48 @@ func TestOrderingKeyHoldsLaterEvents(t *testing.T) {
 	}
 	require.Equal(t, []string{"A1", "A1", "A1", "A2"}, orderA)
 	eventually(t, func() bool { return e.sub(t, sub.ID).Pending == 0 }, "not drained")
+}
+
+// An ordered event retried in place keeps its attempt count across a
+// restart of Herald (restored from the deliveries journal): max_attempts 4,
+// two attempts before the restart, two after, then the dead letters.
+func TestOrderedAttemptsSurviveRestart(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	e := startExact(t, dir)
+	sk := newSink(t, always(http.StatusInternalServerError))
+	sub := e.create(t, map[string]any{"url": sk.ts.URL, "exchange": "events", "binding_key": "#", "ordering_key": "subject",
+		"max_attempts": 4, "backoff_initial_ms": 1500, "backoff_max_ms": 1500})
+	code, body := e.postBinary(t, "/v1/events/%2F/events", "o1", "t", "k", "{}")
+	require.Equal(t, http.StatusAccepted, code, "%s", body)
+	sk.waitReqs(t, 2)
+	e.stop() // the event is held in place, waiting for its third attempt
+	require.Len(t, sk.got(), 2, "a third attempt before the restart: the backoff was too short for this test")
+
+	e = startEnv(t, dir, fastRetries)
+	defer e.stop()
+	eventually(t, func() bool { return e.sub(t, sub.ID).DeadLetters == 1 }, "not dead-lettered after the restart")
+	quietPeriod(300 * time.Millisecond)
+	reqs := sk.got()
+	require.Equal(t, 4, len(reqs), "attempts over both runs: max_attempts")
+	for _, r := range reqs {
+		require.Equal(t, reqs[0].header.Get("webhook-id"), r.header.Get("webhook-id"))
+	}
+	att := e.deliveries(t, sub.ID)
+	require.Len(t, att, 4)
+	var nums []int
+	for _, a := range att {
+		nums = append(nums, a.Attempt)
+	}
+	require.Equal(t, []int{4, 3, 2, 1}, nums, "newest first")
+	require.Equal(t, outcomeDead, att[0].Outcome)
+	code, body = e.do(t, "GET", "/v1/webhooks/"+sub.ID+"/dead-letters", nil)
+	require.Equal(t, http.StatusOK, code, "%s", body)
+	var dead []DeadLetter
+	require.NoError(t, json.Unmarshal(body, &dead))
+	require.Len(t, dead, 1)
+	require.Equal(t, 4, dead[0].Attempts)
+	require.Zero(t, e.sub(t, sub.ID).Pending)
 }
 
 // Messages published over AMQP (no cloudEvents_* headers) are delivered as
