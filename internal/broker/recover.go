@@ -263,9 +263,13 @@ func (b *core) becomeLeader(q *queue) {
 }
 
 // scanQueue reads the entries of q from its log for becomeLeader, trying
-// again until it succeeds, the broker stops, or q is no longer led here
-// (then the entries do not matter).
+// again until it succeeds, the broker stops, q is no longer led here (then
+// the entries do not matter), or settleScan has passed: becomeLeader runs
+// on the goroutine that moved the queue (a consume or get through this node
+// waits for it), so it gives up then, as it did before (with what it read;
+// the rest waits in the log for the next move or restart).
 func (b *core) scanQueue(q *queue) []*entry {
+	giveUp := time.Now().Add(settleScan)
 	for attempt := 1; ; attempt++ {
 		var entries []*entry
 		err := b.scanSettled(b.bgCtx, q.logName, q.subject, func(m engine.Msg) error {
@@ -283,6 +287,11 @@ func (b *core) scanQueue(q *queue) []*entry {
 		q.mu.Unlock()
 		if !led || b.bgCtx.Err() != nil {
 			return nil
+		}
+		if time.Now().After(giveUp) {
+			b.log.Error("rebuilding queue index: giving up; messages not read stay in the log until the queue moves or the node restarts",
+				"queue", q.name, "attempts", attempt, "read", len(entries), "err", err)
+			return entries
 		}
 		b.log.Warn("rebuilding queue index; trying again", "queue", q.name, "attempt", attempt, "err", err)
 		select {
