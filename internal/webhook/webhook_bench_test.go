@@ -82,15 +82,37 @@ func newLeanSink(b *testing.B, latency time.Duration, failEvery int64) *benchSin
 	if err != nil {
 		b.Fatal(err)
 	}
-	var conns sync.WaitGroup
-	b.Cleanup(func() { _ = ln.Close(); conns.Wait() })
+	var (
+		conns sync.WaitGroup
+		mu    sync.Mutex
+		open  = map[net.Conn]struct{}{}
+	)
+	// Cleanup closes the connections the client keeps alive, as a server
+	// shutting down does, so the serving goroutines end.
+	b.Cleanup(func() {
+		_ = ln.Close()
+		mu.Lock()
+		for c := range open {
+			_ = c.Close()
+		}
+		mu.Unlock()
+		conns.Wait()
+	})
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			conns.Go(func() { leanServe(c, s, latency, failEvery) })
+			mu.Lock()
+			open[c] = struct{}{}
+			mu.Unlock()
+			conns.Go(func() {
+				leanServe(c, s, latency, failEvery)
+				mu.Lock()
+				delete(open, c)
+				mu.Unlock()
+			})
 		}
 	}()
 	s.url = "http://" + ln.Addr().String() + "/hook"
