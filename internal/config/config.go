@@ -84,6 +84,11 @@ type ClusterConfig struct {
 	Routes []string `yaml:"routes"`
 	// NATSURL uses an existing NATS cluster instead of the embedded engine.
 	NATSURL string `yaml:"nats_url"`
+	// NodeTimeout is how long a node may write no heartbeat (it writes one
+	// every NodeTimeout/5) before the other nodes take over its queues and
+	// delayed messages. A node that stops hands over at once. Default 15s;
+	// at least 1s.
+	NodeTimeout time.Duration `yaml:"node_timeout"`
 }
 
 // LimitsConfig bounds resources. 0 means the documented default.
@@ -154,6 +159,7 @@ func Load(args []string, lookupEnv func(string) (string, bool), stderr io.Writer
 	fs.StringVar(&flagCfg.Cluster.Listen, "cluster-listen", "", "host:port for cluster routes; empty = standalone")
 	fs.Var(&routes, "cluster-route", "another node's cluster address (repeatable)")
 	fs.StringVar(&flagCfg.Cluster.NATSURL, "nats-url", "", "use an external NATS cluster instead of the embedded engine")
+	fs.DurationVar(&flagCfg.Cluster.NodeTimeout, "node-timeout", 0, "cluster: silence after which a node's queues move to the others (0 = 15s)")
 	fs.IntVar(&flagCfg.Limits.MaxMessageBytes, "max-message-bytes", 0, "max message body bytes (0 = 16 MiB)")
 	fs.Int64Var(&flagCfg.Limits.MemoryBudget, "memory-budget", 0, "bytes of message bodies kept in memory (0 = 256 MiB)")
 	fs.IntVar(&flagCfg.Limits.MaxConnections, "max-connections", 0, "max client connections per face (0 = 10000)")
@@ -208,6 +214,7 @@ func Load(args []string, lookupEnv func(string) (string, bool), stderr io.Writer
 		"cluster-listen":       func() { cfg.Cluster.Listen = flagCfg.Cluster.Listen },
 		"cluster-route":        func() { cfg.Cluster.Routes = flagCfg.Cluster.Routes },
 		"nats-url":             func() { cfg.Cluster.NATSURL = flagCfg.Cluster.NATSURL },
+		"node-timeout":         func() { cfg.Cluster.NodeTimeout = flagCfg.Cluster.NodeTimeout },
 		"max-message-bytes":    func() { cfg.Limits.MaxMessageBytes = flagCfg.Limits.MaxMessageBytes },
 		"memory-budget":        func() { cfg.Limits.MemoryBudget = flagCfg.Limits.MemoryBudget },
 		"max-connections":      func() { cfg.Limits.MaxConnections = flagCfg.Limits.MaxConnections },
@@ -274,7 +281,8 @@ func applyEnv(cfg *Config, lookup func(string) (string, bool)) error {
 		cfg.Limits.MemoryBudget = n
 	}
 	for k, p := range map[string]*time.Duration{"HERALD_WEBSUB_LEASE_DEFAULT": &cfg.WebSub.LeaseDefault,
-		"HERALD_WEBSUB_LEASE_MIN": &cfg.WebSub.LeaseMin, "HERALD_WEBSUB_LEASE_MAX": &cfg.WebSub.LeaseMax} {
+		"HERALD_WEBSUB_LEASE_MIN": &cfg.WebSub.LeaseMin, "HERALD_WEBSUB_LEASE_MAX": &cfg.WebSub.LeaseMax,
+		"HERALD_NODE_TIMEOUT": &cfg.Cluster.NodeTimeout} {
 		if v, ok := lookup(k); ok {
 			d, err := time.ParseDuration(v)
 			if err != nil {
@@ -311,6 +319,9 @@ func (c Config) Validate() error {
 	}
 	if c.SyncInterval < 0 {
 		return fmt.Errorf("sync_interval: must not be negative")
+	}
+	if c.Cluster.NodeTimeout != 0 && c.Cluster.NodeTimeout < time.Second {
+		return fmt.Errorf("cluster.node_timeout: must be at least 1s (or 0 for the default 15s), got %s", c.Cluster.NodeTimeout)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

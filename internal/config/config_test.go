@@ -49,6 +49,7 @@ func TestValidateNamesTheField(t *testing.T) {
 		"--shutdown-timeout=0s":   "shutdown_timeout:",
 		"--websub-lease-max=1m":   "websub.lease_max:",
 		"--websub-hub-url=/hub":   "websub.hub_url:",
+		"--node-timeout=100ms":    "cluster.node_timeout:",
 	} {
 		_, err := Load([]string{args}, env(nil), os.Stderr)
 		require.ErrorContains(t, err, want, args)
@@ -57,6 +58,24 @@ func TestValidateNamesTheField(t *testing.T) {
 	require.NoError(t, os.WriteFile(file, []byte("no_such_field: 1\n"), 0o600))
 	_, err := Load([]string{"--config", file}, env(nil), os.Stderr)
 	require.ErrorContains(t, err, "no_such_field")
+}
+
+func TestNodeTimeout(t *testing.T) {
+	t.Parallel()
+	cfg, err := Load(nil, env(nil), os.Stderr)
+	require.NoError(t, err)
+	require.Zero(t, cfg.Cluster.NodeTimeout) // the broker's default, 15s
+	file := filepath.Join(t.TempDir(), "herald.yaml")
+	require.NoError(t, os.WriteFile(file, []byte("cluster:\n  node_timeout: 30s\n"), 0o600))
+	cfg, err = Load([]string{"--config", file}, env(nil), os.Stderr)
+	require.NoError(t, err)
+	require.Equal(t, 30*time.Second, cfg.Cluster.NodeTimeout)
+	cfg, err = Load([]string{"--config", file}, env(map[string]string{"HERALD_NODE_TIMEOUT": "20s"}), os.Stderr)
+	require.NoError(t, err)
+	require.Equal(t, 20*time.Second, cfg.Cluster.NodeTimeout)
+	cfg, err = Load([]string{"--config", file, "--node-timeout=5s"}, env(map[string]string{"HERALD_NODE_TIMEOUT": "20s"}), os.Stderr)
+	require.NoError(t, err)
+	require.Equal(t, 5*time.Second, cfg.Cluster.NodeTimeout)
 }
 
 func TestWebSubSettings(t *testing.T) {

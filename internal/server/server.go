@@ -88,6 +88,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		MaxMessageBytes: s.cfg.Limits.MaxMessageBytes,
 		MemoryBudget:    s.cfg.Limits.MemoryBudget,
 		MaxQueues:       s.cfg.Limits.MaxQueues,
+		NodeTimeout:     s.cfg.Cluster.NodeTimeout,
 	})
 	if err != nil {
 		return fmt.Errorf("configuring broker: %w", err)
