@@ -48,17 +48,11 @@ func (b *core) closeConn(name, reason string) error {
 
 func (b *core) onAlarm(fn func(bool, string)) func() {
 	b.alarmMu.Lock()
-	id := b.alarmNext
-	b.alarmNext++
-	b.alarmSubs[id] = fn
+	remove := b.alarmSubs.add(fn)
 	blocked, why := b.blocked, b.blockWhy
 	b.alarmMu.Unlock()
 	fn(blocked, why)
-	return func() {
-		b.alarmMu.Lock()
-		delete(b.alarmSubs, id)
-		b.alarmMu.Unlock()
-	}
+	return remove
 }
 
 // SetAlarm raises (on) or clears a resource alarm by hand: publishers are
@@ -76,10 +70,7 @@ func (b *core) setAlarm(on bool, reason string) {
 	if !on {
 		b.blockWhy = ""
 	}
-	subs := make([]func(bool, string), 0, len(b.alarmSubs))
-	for _, f := range b.alarmSubs {
-		subs = append(subs, f)
-	}
+	subs := b.alarmSubs.list()
 	b.alarmMu.Unlock()
 	for _, f := range subs {
 		f(on, reason)

@@ -46,17 +46,16 @@ type core struct {
 	conns   map[string]Conn
 
 	alarmMu   sync.Mutex
-	alarmSubs map[int]func(bool, string)
-	alarmNext int
+	alarmSubs callbacks[func(bool, string)] // under alarmMu too, so a subscriber sees every change after its first call
 	blocked   bool
 	blockWhy  string
 
 	delay *delayer
 	jan   janitor
-	jrn   journals        // journal.go
-	recw  recordWatchers  // records.go
-	live  liveness        // nodes.go
-	servw servingWatchers // nodes.go
+	jrn   journals                             // journal.go
+	recw  recordWatchers                       // records.go
+	live  liveness                             // nodes.go
+	servw callbacks[func(vhost, queue string)] // WatchServing (nodes.go)
 
 	stats struct {
 		published, delivered, acked, redelivered atomic.Uint64
@@ -79,16 +78,15 @@ func newBroker(cfg Config) (*Broker, error) {
 	}
 	cfg = cfg.withDefaults()
 	b := &Broker{core{
-		cfg:       cfg,
-		eng:       cfg.Engine,
-		log:       cfg.Logger,
-		vhostsM:   map[string]*vhost{},
-		usersM:    map[string]User{},
-		perms:     map[string]map[string]*compiledPerm{},
-		applied:   map[string]uint64{},
-		records:   map[string]map[string][]byte{},
-		conns:     map[string]Conn{},
-		alarmSubs: map[int]func(bool, string){},
+		cfg:     cfg,
+		eng:     cfg.Engine,
+		log:     cfg.Logger,
+		vhostsM: map[string]*vhost{},
+		usersM:  map[string]User{},
+		perms:   map[string]map[string]*compiledPerm{},
+		applied: map[string]uint64{},
+		records: map[string]map[string][]byte{},
+		conns:   map[string]Conn{},
 	}}
 	b.delay = newDelayer(&b.core)
 	b.jan.wake = make(chan struct{}, 1)

@@ -388,13 +388,6 @@ func (b *core) noteNode(node string) {
 	l.mu.Unlock()
 }
 
-// servingWatchers are the WatchServing callbacks.
-type servingWatchers struct {
-	mu   sync.Mutex
-	fns  map[int]func(vhost, queue string)
-	next int
-}
-
 // WatchServing calls fn(vhost, queue) each time this node starts serving a
 // queue it did not serve: in a cluster, when the queue's leadership moves
 // here (failover of a down node, or a consumer attached through this
@@ -404,31 +397,11 @@ type servingWatchers struct {
 // held, possibly on several goroutines at once, and must not block; the
 // returned stop removes the watcher.
 func (b *Broker) WatchServing(fn func(vhost, queue string)) (stop func()) {
-	w := &b.servw
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.fns == nil {
-		w.fns = map[int]func(string, string){}
-	}
-	w.next++
-	n := w.next
-	w.fns[n] = fn
-	return func() {
-		w.mu.Lock()
-		delete(w.fns, n)
-		w.mu.Unlock()
-	}
+	return b.servw.add(fn)
 }
 
 func (b *core) notifyServing(vhost, queue string) {
-	w := &b.servw
-	w.mu.Lock()
-	fns := make([]func(string, string), 0, len(w.fns))
-	for _, fn := range w.fns {
-		fns = append(fns, fn)
-	}
-	w.mu.Unlock()
-	for _, fn := range fns {
+	for _, fn := range b.servw.list() {
 		fn(vhost, queue)
 	}
 }
