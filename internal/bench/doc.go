@@ -16,4 +16,6 @@
 // queues, starts the consumers, then the publishers, prints a progress line
 // every second on stderr and a summary (or JSON with -json) on stdout.
 // Queues are left in place at the end unless declared with --auto-delete.
+// --cpuprofile FILE writes the driver's own CPU profile, to tell its cost
+// from the broker's when both share a machine.
 package bench
