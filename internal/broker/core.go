@@ -147,7 +147,7 @@ func (b *core) start(ctx context.Context) error {
 	if b.eng.Clustered() {
 		if err := b.startLiveness(ctx); err != nil {
 			b.state.Store(2)
-			b.delay.stop()
+			b.delay.stop(ctx)
 			stop()
 			return fmt.Errorf("watching the other nodes: %w", err)
 		}
@@ -204,7 +204,7 @@ func (b *core) stop(ctx context.Context) {
 		b.state.CompareAndSwap(0, 2)
 		return
 	}
-	b.delay.stop()
+	b.delay.stop(ctx)
 	if b.stopWatch != nil {
 		b.stopWatch()
 	}

@@ -74,6 +74,10 @@ type delayer struct {
 	at      int64
 	stopped bool
 	firing  bool
+	// inflight counts the fired messages not yet stored and deleted: stop
+	// waits for them, so a node going away does not leave a stored
+	// message's delay copy for the node adopting its delays to fire again.
+	inflight sync.WaitGroup
 }
 
 func newDelayer(b *core) *delayer { return &delayer{b: b, held: map[delayRef]bool{}} }
@@ -159,13 +163,36 @@ func (d *delayer) disown(node string) {
 	d.armLocked()
 }
 
-func (d *delayer) stop() {
+// stopWait bounds how long stop waits for fired messages.
+const stopWait = 10 * time.Second
+
+// stop stops firing and waits (bounded by ctx and stopWait) for the messages being
+// fired to be stored and their delay copies deleted.
+func (d *delayer) stop(ctx context.Context) {
 	d.mu.Lock()
 	d.stopped = true
 	if d.timer != nil {
 		d.timer.Stop()
 	}
 	d.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		d.inflight.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(stopWait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+func (d *delayer) isStopped() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.stopped
 }
 
 func (d *delayer) add(it delayItem) {
@@ -230,6 +257,7 @@ func (d *delayer) fire() {
 		delete(d.held, delayRef{it.log, it.seq})
 		due = append(due, it)
 	}
+	d.inflight.Add(len(due))
 	d.mu.Unlock()
 	for _, it := range due {
 		d.deliver(it)
@@ -240,17 +268,30 @@ func (d *delayer) fire() {
 	d.mu.Unlock()
 }
 
+// deliver routes and stores one due message, then deletes its delay copy
+// (marking it done in d.inflight).
 func (d *delayer) deliver(it delayItem) {
 	b := d.b
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	m, err := b.eng.Get(ctx, it.log, it.seq)
 	cancel()
+	if errors.Is(err, engine.ErrNotFound) || errors.Is(err, engine.ErrStopped) {
+		// Already delivered and deleted, or stopping: it stays in the
+		// log for the next start or the node adopting this one's delays.
+		d.inflight.Done()
+		return
+	}
 	if err != nil {
-		return // already delivered and deleted
+		// The log may be between leaders (a node just went away): the
+		// message stays stored, so try again rather than forget it until
+		// the next start.
+		d.retry(it, err)
+		d.inflight.Done()
+		return
 	}
 	st, err := decodeStored(m.Data[8:])
 	if err != nil {
-		b.eng.DeleteAsync(it.log, it.seq)
+		d.remove(it)
 		return
 	}
 	b.mu.RLock()
@@ -262,8 +303,48 @@ func (d *delayer) deliver(it delayItem) {
 	}
 	b.mu.RUnlock()
 	b.store(qs, st.Exchange, st.RoutingKey, st.Msg, func(err error) {
-		if err == nil {
-			b.eng.DeleteAsync(it.log, it.seq)
+		if errors.Is(err, engine.ErrStopped) {
+			d.inflight.Done()
+			return
 		}
+		if err != nil {
+			// Routed again on the retry: a queue that did store it gets
+			// a second copy (at least once), none is lost.
+			d.retry(it, err)
+			d.inflight.Done()
+			return
+		}
+		d.remove(it)
 	})
+}
+
+// remove deletes the delay copy of a fired message and marks it done.
+// While the delayer stops, the delete is applied before stop returns
+// (synchronously, off the engine goroutine this may be called on), so a
+// node adopting this node's delays cannot find it.
+func (d *delayer) remove(it delayItem) {
+	if !d.isStopped() {
+		d.b.eng.DeleteAsync(it.log, it.seq)
+		d.inflight.Done()
+		return
+	}
+	go func() {
+		defer d.inflight.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := d.b.eng.Delete(ctx, it.log, it.seq); err != nil {
+			d.b.log.Warn("deleting a fired delayed message while stopping; it may be delivered again", "seq", it.seq, "err", err)
+		}
+	}()
+}
+
+// delayRetry is the wait before firing again a delayed message whose
+// read or store failed.
+const delayRetry = time.Second
+
+// retry fires it again after delayRetry.
+func (d *delayer) retry(it delayItem, err error) {
+	d.b.log.Warn("firing a delayed message failed; retrying", "vhost", it.vhost, "seq", it.seq, "err", err)
+	it.due = d.b.cfg.Now().Add(delayRetry).UnixMilli()
+	d.add(it)
 }

@@ -41,7 +41,9 @@ import (
 //     adopted the same way, one survivor per down node (delayer.adopt).
 //   - A node acts only while it sees its own heartbeats (the last at most
 //     two heartbeats ago), so a node whose watch has stalled, or that is
-//     cut off from the others, takes nothing.
+//     cut off from the others, takes nothing. A node whose heartbeats are
+//     written but not seen starts its watch again (rewatch), rather than
+//     wait the 10-20 s the client takes to notice the stall.
 //
 // Delivery stays at least once: a node that is only cut off (not dead)
 // keeps serving what it holds in memory until it sees the new records, so
@@ -74,6 +76,8 @@ type liveness struct {
 	// stall.
 	since   time.Time
 	seen    map[string]time.Time // node -> when its key was last written (this node's clock)
+	rev     map[string]uint64    // node -> revision of its key last seen: a watch started again replays it, which is no new write
+	watched time.Time            // when the current watch started
 	left    map[string]bool      // node deleted its key (Stop) and was not seen since
 	known   map[string]bool      // nodes named by delay subjects at start
 	adopted map[string]bool      // down nodes whose delayed messages this node adopted
@@ -90,8 +94,8 @@ func (b *core) startLiveness(ctx context.Context) error {
 		return err
 	}
 	l.mu.Lock()
-	l.kv, l.since = kv, time.Now()
-	l.seen, l.left, l.adopted = map[string]time.Time{}, map[string]bool{}, map[string]bool{}
+	l.kv, l.since, l.watched = kv, time.Now(), time.Now()
+	l.seen, l.rev, l.left, l.adopted = map[string]time.Time{}, map[string]uint64{}, map[string]bool{}, map[string]bool{}
 	if l.known == nil {
 		l.known = map[string]bool{}
 	}
@@ -126,12 +130,42 @@ func (b *core) stopLiveness(ctx context.Context) {
 	}
 }
 
-func (b *core) heartbeat(ctx context.Context) {
+// heartbeat writes this node's key; false if the write failed.
+func (b *core) heartbeat(ctx context.Context) bool {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.NodeTimeout)
 	defer cancel()
 	if _, err := b.live.kv.Put(ctx, keyName(b.node), []byte(b.node)); err != nil {
 		b.log.Debug("writing this node's heartbeat", "err", err)
+		return false
 	}
+	return true
+}
+
+// rewatch starts the watch of the bucket again when this node's heartbeats
+// are written but have not come back for two heartbeats: the watch stalled
+// (its consumer was on a node that went away; the client recreates it only
+// after missing its idle heartbeats, 10-20 s), and until it runs again this
+// node sees no one and takes nothing over.
+func (b *core) rewatch(ctx context.Context) {
+	l := &b.live
+	l.mu.Lock()
+	last := maxTime(l.seen[b.node], l.watched)
+	l.mu.Unlock()
+	if time.Since(last) <= 2*b.heartbeatEvery() {
+		return
+	}
+	b.log.Info("this node's heartbeats are written but not seen: watching the nodes again")
+	l.stopWatch()
+	l.stopWatch = func() {}
+	l.mu.Lock()
+	l.watched = time.Now()
+	l.mu.Unlock()
+	stop, err := l.kv.Watch(ctx, ">", b.onHeartbeat, nil)
+	if err != nil {
+		b.log.Warn("watching the nodes again; trying at the next heartbeat", "err", err)
+		return
+	}
+	l.stopWatch = stop
 }
 
 func (b *core) onHeartbeat(e engine.Entry) {
@@ -142,6 +176,13 @@ func (b *core) onHeartbeat(e engine.Entry) {
 	node := string(raw)
 	l := &b.live
 	l.mu.Lock()
+	if !e.Deleted && e.Revision != 0 && e.Revision <= l.rev[node] {
+		l.mu.Unlock()
+		return // replayed by a new watch: not a new write
+	}
+	if !e.Deleted {
+		l.rev[node] = e.Revision
+	}
 	now := time.Now()
 	last, seen := l.seen[node]
 	if node == b.node && !e.Deleted && (!seen || now.Sub(last) > 2*b.heartbeatEvery()) {
@@ -183,7 +224,9 @@ func (b *core) runLiveness() {
 		case <-l.ctx.Done():
 			return
 		case <-t.C:
-			b.heartbeat(l.ctx)
+			if b.heartbeat(l.ctx) {
+				b.rewatch(l.ctx)
+			}
 		case <-l.wake:
 		case <-retry.C:
 		}

@@ -1,8 +1,10 @@
 package broker_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"testing"
@@ -13,6 +15,24 @@ import (
 	"github.com/heraldhq/herald/internal/broker"
 	"github.com/heraldhq/herald/internal/engine"
 )
+
+// syncBuffer collects the log lines of several nodes, to show on failure.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
 
 // servers returns the nodes (indexes) that serve queue, and how many
 // messages the first of them holds.
@@ -29,13 +49,41 @@ func servers(brokers []*broker.Broker, queue string) (idx []int, messages int) {
 	return idx, messages
 }
 
+// waitServed waits up to within for queue to be served by exactly one
+// node, holding want messages, and returns that node.
+func waitServed(t *testing.T, brokers []*broker.Broker, queue string, want int, within time.Duration) []int {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		idx, n := servers(brokers, queue)
+		if len(idx) == 1 && n == want {
+			return idx
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("queue %s: not served by exactly one node with %d messages after %v: served by %v, %d messages", queue, want, within, idx, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // failoverCluster starts three nodes with NodeTimeout timeout and, through
 // node A, six queues of three messages each and a delayed message due in
-// 1.5 s for the first queue. gained lists, per queue, the nodes whose
+// 5 s for the first queue. gained lists, per queue, the nodes whose
 // WatchServing reported it.
 func failoverCluster(t *testing.T, ctx context.Context, timeout time.Duration) (brokers []*broker.Broker, engines []*engine.Engine, queues []string, gained func(q string) []int) {
 	t.Helper()
-	brokers, engines = startClusterNodes(t, ctx, 3, func(c *broker.Config) { c.NodeTimeout = timeout })
+	logs := &syncBuffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("broker logs:\n%s", logs.String())
+		}
+	})
+	started := 0 // the nodes start one after another
+	brokers, engines = startClusterNodes(t, ctx, 3, func(c *broker.Config) {
+		c.NodeTimeout = timeout
+		c.Logger = slog.New(slog.NewTextHandler(logs, nil)).With("node", string(rune('A'+started)))
+		started++
+	})
 	a := brokers[0]
 	var mu sync.Mutex
 	got := map[string][]int{}
@@ -61,14 +109,16 @@ func failoverCluster(t *testing.T, ctx context.Context, timeout time.Duration) (
 			require.NoError(t, err)
 		}
 	}
-	_, err = a.Publish(ctx, broker.Publishing{VHost: "/", Exchange: "later", RoutingKey: queues[0],
-		Message: &broker.Message{Properties: broker.Properties{Headers: broker.Table{"x-delay": int64(1500)}}, Body: []byte("late")}})
-	require.NoError(t, err)
 	for _, q := range queues {
 		require.True(t, a.ServesQueue("/", q), "node A serves %s", q)
-		eventuallyWithin(t, 30*time.Second, func() bool { idx, n := servers(brokers, q); return len(idx) == 1 && n == 3 }, "messages not stored")
+		waitServed(t, brokers, q, 3, 30*time.Second)
 	}
 	eventually(t, func() bool { return len(a.Nodes()) == 3 }, "the nodes do not see each other")
+	// Due after the node goes away (the tests stop it at once), so a
+	// survivor adopts and fires it.
+	_, err = a.Publish(ctx, broker.Publishing{VHost: "/", Exchange: "later", RoutingKey: queues[0],
+		Message: &broker.Message{Properties: broker.Properties{Headers: broker.Table{"x-delay": int64(5000)}}, Body: []byte("late")}})
+	require.NoError(t, err)
 	return brokers, engines, queues, func(q string) []int {
 		mu.Lock()
 		defer mu.Unlock()
@@ -87,14 +137,11 @@ func requireTakenOver(t *testing.T, brokers []*broker.Broker, queues []string, g
 		if i == 0 {
 			want = 4
 		}
-		var idx []int
-		var n int
 		// Generous: the logs led by the node that went away elect new
 		// leaders first (seconds; 10-25 s from the node's death to the last
 		// queue measured here on an idle machine), and CI runs every
 		// package at once.
-		eventuallyWithin(t, 60*time.Second, func() bool { idx, n = servers(brokers, q); return len(idx) == 1 && n == want },
-			fmt.Sprintf("queue %s: not served by exactly one node with %d messages", q, want))
+		idx := waitServed(t, brokers, q, want, 60*time.Second)
 		require.Equal(t, idx, gained(q), "WatchServing reported %s on its new server only", q)
 		per[idx[0]]++
 	}

@@ -173,6 +173,9 @@ func (e *Engine) LastSeq(ctx context.Context, log string) (uint64, error) { retu
 // call, or from-1 if that is larger), so Tail(from = returned+1) continues
 // without a gap. fn returning an error stops the scan with that error. Scan
 // uses batched direct gets and creates no consumer; fn may keep Msg.Data.
+// ctx bounds the whole scan; each request in it is bounded by the API
+// timeout (10 s) as well, so a log without a leader fails the scan in
+// seconds, to be tried again.
 func (e *Engine) Scan(ctx context.Context, log, filter string, from uint64, fn func(Msg) error) (uint64, error) {
 	return e.scan(ctx, log, filter, from, fn)
 }

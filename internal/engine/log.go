@@ -329,7 +329,12 @@ func (e *impl) scan(ctx context.Context, log, filter string, from uint64, fn fun
 	if err := checkName("log", log); err != nil {
 		return 0, err
 	}
-	info, err := r.streamInfo(ctx, log)
+	// Each request is bounded by apiTimeout, ctx by the whole scan: a log
+	// between leaders (its leader just went away) fails a request in
+	// seconds, for the caller to try again, rather than hold it for ctx.
+	rctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	info, err := r.streamInfo(rctx, log)
+	cancel()
 	if err != nil {
 		return 0, err
 	}
@@ -357,7 +362,9 @@ func (e *impl) scan(ctx context.Context, log, filter string, from uint64, fn fun
 		if next > target || !e.clustered() {
 			break
 		}
-		m, err := r.leaderGet(ctx, log, next, leaderFilter)
+		rctx, cancel := context.WithTimeout(ctx, apiTimeout)
+		m, err := r.leaderGet(rctx, log, next, leaderFilter)
+		cancel()
 		if errors.Is(err, ErrNotFound) {
 			break
 		}
