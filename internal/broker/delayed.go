@@ -275,18 +275,12 @@ func (d *delayer) deliver(it delayItem) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	m, err := b.eng.Get(ctx, it.log, it.seq)
 	cancel()
-	if errors.Is(err, engine.ErrNotFound) || errors.Is(err, engine.ErrStopped) {
-		// Already delivered and deleted, or stopping: it stays in the
-		// log for the next start or the node adopting this one's delays.
+	if errors.Is(err, engine.ErrNotFound) {
 		d.inflight.Done()
-		return
+		return // already delivered and deleted
 	}
 	if err != nil {
-		// The log may be between leaders (a node just went away): the
-		// message stays stored, so try again rather than forget it until
-		// the next start.
-		d.retry(it, err)
-		d.inflight.Done()
+		d.failed(it, err)
 		return
 	}
 	st, err := decodeStored(m.Data[8:])
@@ -303,25 +297,39 @@ func (d *delayer) deliver(it delayItem) {
 	}
 	b.mu.RUnlock()
 	b.store(qs, st.Exchange, st.RoutingKey, st.Msg, func(err error) {
-		if errors.Is(err, engine.ErrStopped) {
-			d.inflight.Done()
-			return
-		}
 		if err != nil {
 			// Routed again on the retry: a queue that did store it gets
 			// a second copy (at least once), none is lost.
-			d.retry(it, err)
-			d.inflight.Done()
+			d.failed(it, err)
 			return
 		}
 		d.remove(it)
 	})
 }
 
-// remove deletes the delay copy of a fired message and marks it done.
-// While the delayer stops, the delete is applied before stop returns
-// (synchronously, off the engine goroutine this may be called on), so a
-// node adopting this node's delays cannot find it.
+// failed handles a fired message whose read or store failed: it stays in
+// the log, so it is tried again (the log may be between leaders after a
+// node went away) rather than forgotten until the next start; when the
+// engine is stopping it is left for the next start or for the node
+// adopting this one's delays. It marks it done in d.inflight.
+func (d *delayer) failed(it delayItem, err error) {
+	defer d.inflight.Done()
+	if errors.Is(err, engine.ErrStopped) {
+		return
+	}
+	d.b.log.Warn("firing a delayed message failed; retrying", "vhost", it.vhost, "seq", it.seq, "err", err)
+	it.due = d.b.cfg.Now().Add(delayRetry).UnixMilli()
+	d.add(it)
+}
+
+// delayRetry is the wait before firing again a delayed message whose
+// read or store failed.
+const delayRetry = time.Second
+
+// remove deletes the delay copy of a fired message and marks it done in
+// d.inflight. While the delayer stops, the delete is applied before stop
+// returns (synchronously, off the engine goroutine this may be called on),
+// so a node adopting this node's delays cannot find it.
 func (d *delayer) remove(it delayItem) {
 	if !d.isStopped() {
 		d.b.eng.DeleteAsync(it.log, it.seq)
@@ -336,15 +344,4 @@ func (d *delayer) remove(it delayItem) {
 			d.b.log.Warn("deleting a fired delayed message while stopping; it may be delivered again", "seq", it.seq, "err", err)
 		}
 	}()
-}
-
-// delayRetry is the wait before firing again a delayed message whose
-// read or store failed.
-const delayRetry = time.Second
-
-// retry fires it again after delayRetry.
-func (d *delayer) retry(it delayItem, err error) {
-	d.b.log.Warn("firing a delayed message failed; retrying", "vhost", it.vhost, "seq", it.seq, "err", err)
-	it.due = d.b.cfg.Now().Add(delayRetry).UnixMilli()
-	d.add(it)
 }
