@@ -207,6 +207,24 @@ func TestSSEPrivate(t *testing.T) {
 
 	_, code = openSSE(t, b, "/v1/apps/nope/channels/x/events", nil)
 	require.Equal(t, 404, code)
+
+	// Refusals carry Herald's JSON error envelope, as its other /v1 APIs do.
+	for path, want := range map[string]int{
+		path:                              401,
+		"/v1/apps/nope/channels/x/events": 404,
+		"/v1/apps/" + b.app.ID + "/channels/a:b/events": 400,
+	} {
+		resp, err := http.Get(b.base + path)
+		require.NoError(t, err)
+		var body struct{ Error, Reason string }
+		require.Equal(t, "application/json", resp.Header.Get("Content-Type"), path)
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&body), path)
+		resp.Body.Close()
+		require.Equal(t, want, resp.StatusCode, path)
+		require.NotEmpty(t, body.Error, path)
+		require.NotEmpty(t, body.Reason, path)
+		require.Empty(t, resp.Header.Get("WWW-Authenticate"), "a browser would prompt for a password")
+	}
 }
 
 // hookRecorder is a webhook receiver that verifies signatures.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/internal/errs"
+	"github.com/heraldhq/herald/internal/httpapi"
 )
 
 // sseConn is one Server-Sent Events stream on one channel. The HTTP handler
@@ -49,10 +50,11 @@ func (c *sseConn) push(f []byte) {
 // the kept events after that id before live ones; if they are no longer kept
 // the stream starts with an event "herald:resume_failed".
 func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
+	// Herald's /v1 JSON envelope, without httpapi.WriteError's Basic
+	// challenge on 401 (a browser would prompt for a password).
 	fail := func(err error) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.WriteHeader(errs.KindOf(err).HTTPStatus())
-		_, _ = io.WriteString(w, errs.Message(err)+"\n")
+		kind := errs.KindOf(err)
+		httpapi.WriteJSON(w, kind.HTTPStatus(), map[string]string{"error": kind.String(), "reason": errs.Message(err)})
 	}
 	if !s.running() {
 		fail(errs.New(errs.Unavailable, "realtime server not running"))
