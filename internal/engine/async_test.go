@@ -256,6 +256,26 @@ func TestDeleteAsyncPurgeMark(t *testing.T) {
 	waitSeqs(seqRange(1, 69))
 }
 
+// TestDeleteAsyncLateHead: the late head message that held a run back, and
+// the run behind it, are purged when the head's delete comes, even with
+// the sequences between them deleted one by one meanwhile (the log's first
+// message then moves past them).
+func TestDeleteAsyncLateHead(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ensureLog(t, e, "Q")
+	appendAsyncN(t, e, 200, func(int) string { return "Q.x" })
+	d := e.cur.Load().del
+	e.DeleteAsyncMany("Q", seqRange(2, 100)) // 1 is live: held, then one by one
+	require.Eventually(t, func() bool { return slices.Equal(seqRange(101, 200), seqsOf(scanAll(t, e, "Q", ""))[1:]) },
+		10*time.Second, 5*time.Millisecond)
+	require.EqualValues(t, 99, d.singles.Load())
+	e.DeleteAsyncMany("Q", append([]uint64{1}, seqRange(101, 199)...))
+	require.Eventually(t, func() bool { return slices.Equal([]uint64{200}, seqsOf(scanAll(t, e, "Q", ""))) },
+		10*time.Second, 5*time.Millisecond)
+	require.EqualValues(t, 99, d.singles.Load(), "1 and 101-199 purged, not deleted one by one")
+}
+
 func seqRange(from, to uint64) []uint64 {
 	var out []uint64
 	for s := from; s <= to; s++ {

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -17,7 +18,10 @@ import (
 //
 //   - turns a leading run that starts at the log's first message into one
 //     purge (everything below the run's end), which is what in-order acks of
-//     a FIFO queue produce: one API call instead of thousands;
+//     a FIFO queue produce: one API call instead of thousands; after a purge
+//     it tries the next run, as the log's first message may have moved past
+//     sequences deleted one by one earlier (a late message's delete then
+//     frees the run behind it too);
 //   - holds the others back for up to deleteHold (a message before them is
 //     still live, usually one whose ack is a few milliseconds late), so they
 //     can join a later purge;
@@ -59,6 +63,8 @@ type deleter struct {
 	// starts right there can purge without reading the log's state first.
 	// Guarded by mu; forget drops a log's entry when the log is deleted.
 	purgedTo map[string]purgeMark
+
+	singles atomic.Int64 // single delete requests sent (tests)
 
 	// worker-only state
 	heldSince map[string]time.Time // when apply began holding a log's sequences back
@@ -272,14 +278,33 @@ func (d *deleter) apply(log string, seqs []uint64, mayHold bool) (left, kept []u
 	}
 	slices.Sort(seqs)
 	seqs = slices.Compact(seqs)
-	if run := leadingRun(seqs); run >= minPurgeRun {
+	since, holding := d.heldSince[log]
+	// Deciding: what is not purged now goes out one by one.
+	deciding := !mayHold || holding && time.Since(since) >= deleteHold
+	for len(seqs) > 0 {
+		// A leading run is purged if it is long enough to be worth reading
+		// the log's state; a shorter one too when more sequences wait
+		// behind it (as many as a run worth a purge) and it starts where
+		// the last purge ended (typically the late message that held the
+		// others back) or they are about to go out one by one. After a
+		// purge the log's first message may have moved past sequences
+		// deleted one by one earlier, so the rest may be purged too: loop
+		// while purges succeed. (A lone short run is not purged: a purge
+		// costs JetStream far more than a few single deletes.)
+		run := leadingRun(seqs)
+		if run < minPurgeRun && (len(seqs) < minPurgeRun || !deciding && !d.atMark(log, seqs[0])) {
+			break
+		}
+		n := len(seqs)
 		seqs = d.purgeRun(log, seqs, run)
+		if len(seqs) == n {
+			break // a live message precedes them
+		}
 	}
 	if len(seqs) == 0 {
 		delete(d.heldSince, log)
 		return nil, nil
 	}
-	since, holding := d.heldSince[log]
 	if mayHold && (!holding || time.Since(since) < deleteHold) {
 		if !holding {
 			d.heldSince[log] = time.Now()
@@ -298,6 +323,15 @@ func leadingRun(seqs []uint64) int {
 		n++
 	}
 	return n
+}
+
+// atMark reports whether seq is where log's last purge ended, within
+// purgeMarkTTL: everything below it is gone.
+func (d *deleter) atMark(log string, seq uint64) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	mark, ok := d.purgedTo[log]
+	return ok && mark.upTo == seq && time.Since(mark.at) <= purgeMarkTTL
 }
 
 // purgeRun removes the leading run of seqs with one purge if every message
@@ -330,9 +364,6 @@ func (d *deleter) purgeRun(log string, seqs []uint64, run int) []uint64 {
 			return seqs // a live message precedes the run
 		}
 		run = leadingRun(seqs)
-		if run < minPurgeRun {
-			return seqs
-		}
 	}
 	upTo := seqs[run-1] + 1
 	if _, err := d.r.purge(ctx, log, "", upTo); err != nil {
@@ -353,6 +384,7 @@ func (d *deleter) deleteEach(log string, seqs []uint64) []uint64 {
 		return nil
 	}
 
+	d.singles.Add(int64(len(seqs)))
 	subject := apiMsgDelete + log
 	first := d.reqID + 1 // replies with smaller ids belong to abandoned rounds
 	gen := d.r.disconnects.Load()
