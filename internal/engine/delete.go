@@ -68,6 +68,7 @@ type deleter struct {
 
 	// worker-only state
 	heldSince map[string]time.Time // when apply began holding a log's sequences back
+	singledAt map[string]time.Time // when single deletes were last sent for a log
 	sub       *nats.Subscription
 	reply     string
 	reqID     uint64
@@ -121,6 +122,7 @@ func newDeleter(r *run, limit int) (*deleter, error) {
 		pending:   make(map[string][]uint64),
 		purgedTo:  make(map[string]purgeMark),
 		heldSince: make(map[string]time.Time),
+		singledAt: make(map[string]time.Time),
 		wake:      make(chan struct{}, 1),
 		flush:     make(chan struct{}),
 		abort:     make(chan struct{}),
@@ -278,10 +280,13 @@ func (d *deleter) apply(log string, seqs []uint64, mayHold bool) (left, kept []u
 	}
 	slices.Sort(seqs)
 	seqs = slices.Compact(seqs)
+	if t, ok := d.singledAt[log]; ok && time.Since(t) > purgeMarkTTL {
+		delete(d.singledAt, log)
+	}
 	since, holding := d.heldSince[log]
 	// Deciding: what is not purged now goes out one by one.
 	deciding := !mayHold || holding && time.Since(since) >= deleteHold
-	for len(seqs) > 0 {
+	for purged := false; len(seqs) > 0; purged = true {
 		// A leading run is purged if it is long enough to be worth reading
 		// the log's state; a shorter one too when more sequences wait
 		// behind it (as many as a run worth a purge) and it starts where
@@ -292,7 +297,14 @@ func (d *deleter) apply(log string, seqs []uint64, mayHold bool) (left, kept []u
 		// while purges succeed. (A lone short run is not purged: a purge
 		// costs JetStream far more than a few single deletes.)
 		run := leadingRun(seqs)
-		if run < minPurgeRun && (len(seqs) < minPurgeRun || !deciding && !d.atMark(log, seqs[0])) {
+		atMark := d.atMark(log, seqs[0])
+		if run < minPurgeRun && (len(seqs) < minPurgeRun || !deciding && !atMark) {
+			break
+		}
+		// After a purge the rest follows a gap, which is gone only if
+		// its messages were deleted one by one: without recent single
+		// deletes, reading the log's state to find out is not worth it.
+		if purged && !atMark && time.Since(d.singledAt[log]) > purgeMarkTTL {
 			break
 		}
 		n := len(seqs)
@@ -385,6 +397,7 @@ func (d *deleter) deleteEach(log string, seqs []uint64) []uint64 {
 	}
 
 	d.singles.Add(int64(len(seqs)))
+	d.singledAt[log] = time.Now()
 	subject := apiMsgDelete + log
 	first := d.reqID + 1 // replies with smaller ids belong to abandoned rounds
 	gen := d.r.disconnects.Load()
