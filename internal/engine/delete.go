@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -18,10 +19,9 @@ import (
 //
 //   - turns a leading run that starts at the log's first message into one
 //     purge (everything below the run's end), which is what in-order acks of
-//     a FIFO queue produce: one API call instead of thousands; after a purge
-//     it tries the next run, as the log's first message may have moved past
-//     sequences deleted one by one earlier (a late message's delete then
-//     frees the run behind it too);
+//     a FIFO queue produce: one API call instead of thousands; the run is
+//     taken across gaps whose sequences were deleted one by one earlier
+//     (gone), so a late message's delete frees the run behind it too;
 //   - holds the others back for up to deleteHold (a message before them is
 //     still live, usually one whose ack is a few milliseconds late), so they
 //     can join a later purge;
@@ -65,10 +65,13 @@ type deleter struct {
 	purgedTo map[string]purgeMark
 
 	singles atomic.Int64 // single delete requests sent (tests)
+	// gone lists, per log, the sequences deleted one by one above the last
+	// purge (sorted, disjoint, at most maxGoneRanges ranges; the lowest are
+	// dropped first), so a later run can be purged across them.
+	gone map[string][]seqSpan
 
 	// worker-only state
 	heldSince map[string]time.Time // when apply began holding a log's sequences back
-	singledAt map[string]time.Time // when single deletes were last sent for a log
 	sub       *nats.Subscription
 	reply     string
 	reqID     uint64
@@ -122,7 +125,7 @@ func newDeleter(r *run, limit int) (*deleter, error) {
 		pending:   make(map[string][]uint64),
 		purgedTo:  make(map[string]purgeMark),
 		heldSince: make(map[string]time.Time),
-		singledAt: make(map[string]time.Time),
+		gone:      make(map[string][]seqSpan),
 		wake:      make(chan struct{}, 1),
 		flush:     make(chan struct{}),
 		abort:     make(chan struct{}),
@@ -231,6 +234,7 @@ func (d *deleter) pressed() bool {
 func (d *deleter) forget(log string) {
 	d.mu.Lock()
 	delete(d.purgedTo, log)
+	delete(d.gone, log)
 	d.mu.Unlock()
 }
 
@@ -280,38 +284,14 @@ func (d *deleter) apply(log string, seqs []uint64, mayHold bool) (left, kept []u
 	}
 	slices.Sort(seqs)
 	seqs = slices.Compact(seqs)
-	if t, ok := d.singledAt[log]; ok && time.Since(t) > purgeMarkTTL {
-		delete(d.singledAt, log)
-	}
 	since, holding := d.heldSince[log]
-	// Deciding: what is not purged now goes out one by one.
-	deciding := !mayHold || holding && time.Since(since) >= deleteHold
-	for purged := false; len(seqs) > 0; purged = true {
-		// A leading run is purged if it is long enough to be worth reading
-		// the log's state; a shorter one too when more sequences wait
-		// behind it (as many as a run worth a purge) and it starts where
-		// the last purge ended (typically the late message that held the
-		// others back) or they are about to go out one by one. After a
-		// purge the log's first message may have moved past sequences
-		// deleted one by one earlier, so the rest may be purged too: loop
-		// while purges succeed. (A lone short run is not purged: a purge
-		// costs JetStream far more than a few single deletes.)
-		run := leadingRun(seqs)
-		atMark := d.atMark(log, seqs[0])
-		if run < minPurgeRun && (len(seqs) < minPurgeRun || !deciding && !atMark) {
-			break
-		}
-		// After a purge the rest follows a gap, which is gone only if
-		// its messages were deleted one by one: without recent single
-		// deletes, reading the log's state to find out is not worth it.
-		if purged && !atMark && time.Since(d.singledAt[log]) > purgeMarkTTL {
-			break
-		}
-		n := len(seqs)
+	// A leading run is purged if it is long enough to be worth reading the
+	// log's state, or if it starts where the last purge ended and reaches
+	// past sequences deleted one by one earlier (typically a late message
+	// whose delete frees the run behind it). A lone short run is not: a
+	// purge costs JetStream far more than a few single deletes.
+	if run := d.purgeableRun(log, seqs); run >= minPurgeRun || run > leadingRun(seqs) && d.atMark(log, seqs[0]) {
 		seqs = d.purgeRun(log, seqs, run)
-		if len(seqs) == n {
-			break // a live message precedes them
-		}
 	}
 	if len(seqs) == 0 {
 		delete(d.heldSince, log)
@@ -325,6 +305,64 @@ func (d *deleter) apply(log string, seqs []uint64, mayHold bool) (left, kept []u
 	}
 	delete(d.heldSince, log)
 	return d.deleteEach(log, seqs), nil
+}
+
+// seqSpan is the sequences lo..hi.
+type seqSpan struct{ lo, hi uint64 }
+
+// maxGoneRanges bounds deleter.gone per log.
+const maxGoneRanges = 256
+
+// noteGone records sorted seqs of log as deleted one by one.
+func (d *deleter) noteGone(log string, seqs []uint64) {
+	if len(seqs) == 0 {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	spans := d.gone[log]
+	for i := 0; i < len(seqs); {
+		n := leadingRun(seqs[i:])
+		spans = append(spans, seqSpan{seqs[i], seqs[i+n-1]})
+		i += n
+	}
+	slices.SortFunc(spans, func(a, b seqSpan) int { return cmp.Compare(a.lo, b.lo) })
+	merged := spans[:1]
+	for _, sp := range spans[1:] {
+		last := &merged[len(merged)-1]
+		if sp.lo <= last.hi+1 {
+			last.hi = max(last.hi, sp.hi)
+			continue
+		}
+		merged = append(merged, sp)
+	}
+	if len(merged) > maxGoneRanges {
+		merged = merged[len(merged)-maxGoneRanges:]
+	}
+	d.gone[log] = merged
+}
+
+// goneBetween reports whether every sequence in lo..hi was deleted one by
+// one (true for an empty interval).
+func (d *deleter) goneBetween(log string, lo, hi uint64) bool {
+	if lo > hi {
+		return true
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	spans := d.gone[log]
+	i, _ := slices.BinarySearchFunc(spans, hi, func(sp seqSpan, v uint64) int { return cmp.Compare(sp.hi, v) })
+	return i < len(spans) && spans[i].lo <= lo
+}
+
+// purgeableRun is the length of the leading run of sorted seqs, taken
+// across gaps whose sequences were all deleted one by one.
+func (d *deleter) purgeableRun(log string, seqs []uint64) int {
+	n := leadingRun(seqs)
+	for n < len(seqs) && d.goneBetween(log, seqs[n-1]+1, seqs[n]-1) {
+		n += leadingRun(seqs[n:])
+	}
+	return n
 }
 
 // leadingRun is the length of the run of consecutive sequences at the start
@@ -375,7 +413,7 @@ func (d *deleter) purgeRun(log string, seqs []uint64, run int) []uint64 {
 		if seqs[0] != first {
 			return seqs // a live message precedes the run
 		}
-		run = leadingRun(seqs)
+		run = d.purgeableRun(log, seqs)
 	}
 	upTo := seqs[run-1] + 1
 	if _, err := d.r.purge(ctx, log, "", upTo); err != nil {
@@ -384,6 +422,19 @@ func (d *deleter) purgeRun(log string, seqs []uint64, run int) []uint64 {
 	}
 	d.mu.Lock()
 	d.purgedTo[log] = purgeMark{upTo: upTo, at: checked}
+	spans := d.gone[log]
+	i := 0
+	for i < len(spans) && spans[i].hi < upTo {
+		i++
+	}
+	if i < len(spans) && spans[i].lo < upTo {
+		spans[i].lo = upTo
+	}
+	if spans = spans[i:]; len(spans) == 0 {
+		delete(d.gone, log)
+	} else {
+		d.gone[log] = spans
+	}
 	d.mu.Unlock()
 	return seqs[run:]
 }
@@ -397,13 +448,24 @@ func (d *deleter) deleteEach(log string, seqs []uint64) []uint64 {
 	}
 
 	d.singles.Add(int64(len(seqs)))
-	d.singledAt[log] = time.Now()
 	subject := apiMsgDelete + log
 	first := d.reqID + 1 // replies with smaller ids belong to abandoned rounds
 	gen := d.r.disconnects.Load()
 	replied := make([]bool, len(seqs)) // by request id - first
+	deleted := make([]bool, len(seqs)) // replied without error
 	sent, inflight, failed := 0, 0, 0
 	var lastErr error
+	// noteDeleted records what went, for later purges across it.
+	noteDeleted := func() {
+		var gone []uint64
+		for i, ok := range deleted {
+			if ok {
+				gone = append(gone, seqs[i])
+			}
+		}
+		d.noteGone(log, gone)
+	}
+	defer noteDeleted()
 	// unanswered lists what to retry once the replies stop.
 	unanswered := func(err error) []uint64 {
 		var left []uint64
@@ -447,6 +509,8 @@ func (d *deleter) deleteEach(log string, seqs []uint64) []uint64 {
 			if err := deleteResult(log, m.Data); err != nil {
 				failed++
 				lastErr = err
+			} else {
+				deleted[id-first] = true
 			}
 			return nil
 		}
