@@ -312,3 +312,28 @@ func TestAppendAsyncAckTimeout(t *testing.T) {
 	require.NoError(t, a.err)
 	require.Equal(t, uint64(2), a.seq)
 }
+
+// TestDeleterGoneSpans: single deletes are remembered as merged spans, a run
+// is taken across gaps they cover only, the list is bounded, and it expires.
+func TestDeleterGoneSpans(t *testing.T) {
+	d := &deleter{gone: map[string][]seqSpan{}, goneAt: map[string]time.Time{}}
+	d.noteGone("L", []uint64{5, 6, 7, 20})
+	d.noteGone("L", []uint64{8, 9, 21, 30})
+	require.Equal(t, []seqSpan{{5, 9}, {20, 21}, {30, 30}}, d.gone["L"])
+	require.True(t, d.goneBetween("L", 6, 9))
+	require.True(t, d.goneBetween("L", 10, 9), "an empty gap")
+	require.False(t, d.goneBetween("L", 9, 20), "10-19 are not gone")
+	require.False(t, d.goneBetween("M", 1, 1))
+	require.Equal(t, 5, d.purgeableRun("L", []uint64{3, 4, 10, 11, 12, 40}), "3-4, across 5-9, 10-12; not across 13-39")
+	require.Equal(t, 1, d.purgeableRun("L", []uint64{1, 3}))
+
+	for i := range uint64(maxGoneRanges + 10) {
+		d.noteGone("B", []uint64{100 + 2*i})
+	}
+	require.Len(t, d.gone["B"], maxGoneRanges)
+	require.Equal(t, uint64(120), d.gone["B"][0].lo, "the lowest are dropped first")
+
+	d.goneAt["L"] = time.Now().Add(-goneTTL - time.Second)
+	require.False(t, d.goneBetween("L", 6, 9), "expired")
+	require.Empty(t, d.gone["L"])
+}

@@ -67,8 +67,12 @@ type deleter struct {
 	singles atomic.Int64 // single delete requests sent (tests)
 	// gone lists, per log, the sequences deleted one by one above the last
 	// purge (sorted, disjoint, at most maxGoneRanges ranges; the lowest are
-	// dropped first), so a later run can be purged across them.
-	gone map[string][]seqSpan
+	// dropped first), so a later run can be purged across them; goneAt is
+	// when a log's list last grew: it is dropped goneTTL later, as a log
+	// deleted and re-created elsewhere in a cluster numbers its messages
+	// again (as for purgedTo).
+	gone   map[string][]seqSpan
+	goneAt map[string]time.Time
 
 	// worker-only state
 	heldSince map[string]time.Time // when apply began holding a log's sequences back
@@ -126,6 +130,7 @@ func newDeleter(r *run, limit int) (*deleter, error) {
 		purgedTo:  make(map[string]purgeMark),
 		heldSince: make(map[string]time.Time),
 		gone:      make(map[string][]seqSpan),
+		goneAt:    make(map[string]time.Time),
 		wake:      make(chan struct{}, 1),
 		flush:     make(chan struct{}),
 		abort:     make(chan struct{}),
@@ -235,6 +240,7 @@ func (d *deleter) forget(log string) {
 	d.mu.Lock()
 	delete(d.purgedTo, log)
 	delete(d.gone, log)
+	delete(d.goneAt, log)
 	d.mu.Unlock()
 }
 
@@ -310,8 +316,13 @@ func (d *deleter) apply(log string, seqs []uint64, mayHold bool) (left, kept []u
 // seqSpan is the sequences lo..hi.
 type seqSpan struct{ lo, hi uint64 }
 
-// maxGoneRanges bounds deleter.gone per log.
-const maxGoneRanges = 256
+// maxGoneRanges bounds deleter.gone per log; goneTTL is how long a log's
+// list is kept without growing (a late message's delete comes within
+// milliseconds of the ones after it).
+const (
+	maxGoneRanges = 256
+	goneTTL       = 5 * time.Second
+)
 
 // noteGone records sorted seqs of log as deleted one by one.
 func (d *deleter) noteGone(log string, seqs []uint64) {
@@ -340,6 +351,7 @@ func (d *deleter) noteGone(log string, seqs []uint64) {
 		merged = merged[len(merged)-maxGoneRanges:]
 	}
 	d.gone[log] = merged
+	d.goneAt[log] = time.Now()
 }
 
 // goneBetween reports whether every sequence in lo..hi was deleted one by
@@ -350,6 +362,11 @@ func (d *deleter) goneBetween(log string, lo, hi uint64) bool {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if time.Since(d.goneAt[log]) > goneTTL {
+		delete(d.gone, log)
+		delete(d.goneAt, log)
+		return false
+	}
 	spans := d.gone[log]
 	i, _ := slices.BinarySearchFunc(spans, hi, func(sp seqSpan, v uint64) int { return cmp.Compare(sp.hi, v) })
 	return i < len(spans) && spans[i].lo <= lo
@@ -432,6 +449,7 @@ func (d *deleter) purgeRun(log string, seqs []uint64, run int) []uint64 {
 	}
 	if spans = spans[i:]; len(spans) == 0 {
 		delete(d.gone, log)
+		delete(d.goneAt, log)
 	} else {
 		d.gone[log] = spans
 	}
