@@ -316,10 +316,10 @@ func TestAppendAsyncAckTimeout(t *testing.T) {
 // TestDeleterGoneSpans: single deletes are remembered as merged spans, a run
 // is taken across gaps they cover only, the list is bounded, and it expires.
 func TestDeleterGoneSpans(t *testing.T) {
-	d := &deleter{gone: map[string][]seqSpan{}, goneAt: map[string]time.Time{}}
+	d := &deleter{gone: map[string]goneSpans{}}
 	d.noteGone("L", []uint64{5, 6, 7, 20})
 	d.noteGone("L", []uint64{8, 9, 21, 30})
-	require.Equal(t, []seqSpan{{5, 9}, {20, 21}, {30, 30}}, d.gone["L"])
+	require.Equal(t, []seqSpan{{5, 9}, {20, 21}, {30, 30}}, d.gone["L"].spans)
 	require.True(t, d.goneBetween("L", 6, 9))
 	require.True(t, d.goneBetween("L", 10, 9), "an empty gap")
 	require.False(t, d.goneBetween("L", 9, 20), "10-19 are not gone")
@@ -330,10 +330,12 @@ func TestDeleterGoneSpans(t *testing.T) {
 	for i := range uint64(maxGoneRanges + 10) {
 		d.noteGone("B", []uint64{100 + 2*i})
 	}
-	require.Len(t, d.gone["B"], maxGoneRanges)
-	require.Equal(t, uint64(120), d.gone["B"][0].lo, "the lowest are dropped first")
+	require.Len(t, d.gone["B"].spans, maxGoneRanges)
+	require.Equal(t, uint64(120), d.gone["B"].spans[0].lo, "the lowest are dropped first")
 
-	d.goneAt["L"] = time.Now().Add(-goneTTL - time.Second)
+	g := d.gone["L"]
+	g.at = time.Now().Add(-goneTTL - time.Second)
+	d.gone["L"] = g
 	require.False(t, d.goneBetween("L", 6, 9), "expired")
-	require.Empty(t, d.gone["L"])
+	require.Empty(t, d.gone["L"].spans)
 }

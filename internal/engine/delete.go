@@ -66,13 +66,8 @@ type deleter struct {
 
 	singles atomic.Int64 // single delete requests sent (tests)
 	// gone lists, per log, the sequences deleted one by one above the last
-	// purge (sorted, disjoint, at most maxGoneRanges ranges; the lowest are
-	// dropped first), so a later run can be purged across them; goneAt is
-	// when a log's list last grew: it is dropped goneTTL later, as a log
-	// deleted and re-created elsewhere in a cluster numbers its messages
-	// again (as for purgedTo).
-	gone   map[string][]seqSpan
-	goneAt map[string]time.Time
+	// purge, so a later run can be purged across them.
+	gone map[string]goneSpans
 
 	// worker-only state
 	heldSince map[string]time.Time // when apply began holding a log's sequences back
@@ -129,8 +124,7 @@ func newDeleter(r *run, limit int) (*deleter, error) {
 		pending:   make(map[string][]uint64),
 		purgedTo:  make(map[string]purgeMark),
 		heldSince: make(map[string]time.Time),
-		gone:      make(map[string][]seqSpan),
-		goneAt:    make(map[string]time.Time),
+		gone:      make(map[string]goneSpans),
 		wake:      make(chan struct{}, 1),
 		flush:     make(chan struct{}),
 		abort:     make(chan struct{}),
@@ -240,7 +234,6 @@ func (d *deleter) forget(log string) {
 	d.mu.Lock()
 	delete(d.purgedTo, log)
 	delete(d.gone, log)
-	delete(d.goneAt, log)
 	d.mu.Unlock()
 }
 
@@ -316,9 +309,17 @@ func (d *deleter) apply(log string, seqs []uint64, mayHold bool) (left, kept []u
 // seqSpan is the sequences lo..hi.
 type seqSpan struct{ lo, hi uint64 }
 
-// maxGoneRanges bounds deleter.gone per log; goneTTL is how long a log's
-// list is kept without growing (a late message's delete comes within
-// milliseconds of the ones after it).
+// goneSpans is a log's sequences deleted one by one: sorted, disjoint
+// spans, at most maxGoneRanges (the lowest are dropped first), and when
+// they last grew. They are dropped goneTTL after that, as a log deleted and
+// re-created elsewhere in a cluster numbers its messages again (as for
+// purgedTo); a late message's delete comes within milliseconds of the ones
+// after it.
+type goneSpans struct {
+	spans []seqSpan
+	at    time.Time
+}
+
 const (
 	maxGoneRanges = 256
 	goneTTL       = 5 * time.Second
@@ -331,7 +332,7 @@ func (d *deleter) noteGone(log string, seqs []uint64) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	spans := d.gone[log]
+	spans := d.gone[log].spans
 	for i := 0; i < len(seqs); {
 		n := leadingRun(seqs[i:])
 		spans = append(spans, seqSpan{seqs[i], seqs[i+n-1]})
@@ -350,8 +351,7 @@ func (d *deleter) noteGone(log string, seqs []uint64) {
 	if len(merged) > maxGoneRanges {
 		merged = merged[len(merged)-maxGoneRanges:]
 	}
-	d.gone[log] = merged
-	d.goneAt[log] = time.Now()
+	d.gone[log] = goneSpans{spans: merged, at: time.Now()}
 }
 
 // goneBetween reports whether every sequence in lo..hi was deleted one by
@@ -362,14 +362,29 @@ func (d *deleter) goneBetween(log string, lo, hi uint64) bool {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if time.Since(d.goneAt[log]) > goneTTL {
+	g := d.gone[log]
+	if time.Since(g.at) > goneTTL {
 		delete(d.gone, log)
-		delete(d.goneAt, log)
 		return false
 	}
-	spans := d.gone[log]
-	i, _ := slices.BinarySearchFunc(spans, hi, func(sp seqSpan, v uint64) int { return cmp.Compare(sp.hi, v) })
-	return i < len(spans) && spans[i].lo <= lo
+	i, _ := slices.BinarySearchFunc(g.spans, hi, func(sp seqSpan, v uint64) int { return cmp.Compare(sp.hi, v) })
+	return i < len(g.spans) && g.spans[i].lo <= lo
+}
+
+// dropGoneBelowLocked forgets log's sequences below upTo (purged).
+func (d *deleter) dropGoneBelowLocked(log string, upTo uint64) {
+	g, ok := d.gone[log]
+	if !ok {
+		return
+	}
+	i, _ := slices.BinarySearchFunc(g.spans, upTo, func(sp seqSpan, v uint64) int { return cmp.Compare(sp.hi, v) })
+	g.spans = g.spans[i:]
+	if len(g.spans) == 0 {
+		delete(d.gone, log)
+		return
+	}
+	g.spans[0].lo = max(g.spans[0].lo, upTo)
+	d.gone[log] = g
 }
 
 // purgeableRun is the length of the leading run of sorted seqs, taken
@@ -439,20 +454,7 @@ func (d *deleter) purgeRun(log string, seqs []uint64, run int) []uint64 {
 	}
 	d.mu.Lock()
 	d.purgedTo[log] = purgeMark{upTo: upTo, at: checked}
-	spans := d.gone[log]
-	i := 0
-	for i < len(spans) && spans[i].hi < upTo {
-		i++
-	}
-	if i < len(spans) && spans[i].lo < upTo {
-		spans[i].lo = upTo
-	}
-	if spans = spans[i:]; len(spans) == 0 {
-		delete(d.gone, log)
-		delete(d.goneAt, log)
-	} else {
-		d.gone[log] = spans
-	}
+	d.dropGoneBelowLocked(log, upTo)
 	d.mu.Unlock()
 	return seqs[run:]
 }
