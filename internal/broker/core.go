@@ -88,6 +88,7 @@ func newBroker(cfg Config) (*Broker, error) {
 		records: map[string]map[string][]byte{},
 		conns:   map[string]Conn{},
 	}}
+	b.live.known = map[string]bool{}
 	b.delay = newDelayer(&b.core)
 	b.jan.wake = make(chan struct{}, 1)
 	b.jrn.wake = make(chan struct{}, 1)

@@ -32,12 +32,27 @@ func delayLog(vh *vhost) string { return "HD_" + vh.id }
 // delaySubject is where this node stores vh's delayed messages.
 func (b *core) delaySubject(vh *vhost) string {
 	if !b.eng.Clustered() {
-		return "hd." + vh.id + ".d"
+		return sharedDelaySubject(vh)
 	}
 	return nodeDelaySubject(vh, b.node)
 }
 
-func nodeDelaySubject(vh *vhost, node string) string { return "hd." + vh.id + ".d." + keyName(node) }
+// sharedDelaySubject is the subject of a single node, and of clusters of
+// earlier versions (every node fires its messages).
+func sharedDelaySubject(vh *vhost) string { return "hd." + vh.id + ".d" }
+
+func nodeDelaySubject(vh *vhost, node string) string {
+	return sharedDelaySubject(vh) + "." + keyName(node)
+}
+
+// delayItemOf reads the due time of a delay log message; false if it is
+// too short to hold one.
+func delayItemOf(vh *vhost, log string, m engine.Msg, owner string) (delayItem, bool) {
+	if len(m.Data) < 8 {
+		return delayItem{}, false
+	}
+	return delayItem{due: int64(binary.BigEndian.Uint64(m.Data)), vhost: vh.name, log: log, seq: m.Seq, owner: owner}, true
+}
 
 type delayItem struct {
 	due   int64
@@ -82,31 +97,36 @@ type delayer struct {
 
 func newDelayer(b *core) *delayer { return &delayer{b: b, held: map[delayRef]bool{}} }
 
-func (d *delayer) start(ctx context.Context) error {
+// vhosts returns the broker's vhosts.
+func (d *delayer) vhosts() []*vhost {
 	d.b.mu.RLock()
-	var vhs []*vhost
+	defer d.b.mu.RUnlock()
+	vhs := make([]*vhost, 0, len(d.b.vhostsM))
 	for _, vh := range d.b.vhostsM {
 		vhs = append(vhs, vh)
 	}
-	d.b.mu.RUnlock()
+	return vhs
+}
+
+func (d *delayer) start(ctx context.Context) error {
 	clustered := d.b.eng.Clustered()
-	for _, vh := range vhs {
-		log, mine, legacy := delayLog(vh), d.b.delaySubject(vh), "hd."+vh.id+".d"
+	for _, vh := range d.vhosts() {
+		log, mine, shared := delayLog(vh), d.b.delaySubject(vh), sharedDelaySubject(vh)
 		_, err := d.b.eng.Scan(ctx, log, "", 1, func(m engine.Msg) error {
-			if clustered && m.Subject != mine && m.Subject != legacy {
+			if clustered && m.Subject != mine && m.Subject != shared {
 				// Another node's: it fires them, or whoever adopts them
 				// if it is down (nodes.go).
-				if raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(m.Subject, legacy+".")); err == nil {
+				if raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(m.Subject, shared+".")); err == nil {
 					d.b.noteNode(string(raw))
 				}
 				return nil
 			}
-			if len(m.Data) >= 8 {
-				d.add(delayItem{due: int64(binary.BigEndian.Uint64(m.Data)), vhost: vh.name, log: log, seq: m.Seq})
+			if it, ok := delayItemOf(vh, log, m, ""); ok {
+				d.add(it)
 			}
 			return nil
 		})
-		if err != nil && err != engine.ErrNotFound {
+		if err != nil && !errors.Is(err, engine.ErrNotFound) {
 			return err
 		}
 	}
@@ -115,18 +135,12 @@ func (d *delayer) start(ctx context.Context) error {
 
 // adopt adds the delayed messages a down node stored (cluster mode).
 func (d *delayer) adopt(ctx context.Context, node string) error {
-	d.b.mu.RLock()
-	var vhs []*vhost
-	for _, vh := range d.b.vhostsM {
-		vhs = append(vhs, vh)
-	}
-	d.b.mu.RUnlock()
 	n := 0
-	for _, vh := range vhs {
+	for _, vh := range d.vhosts() {
 		log := delayLog(vh)
 		err := d.b.scanSettled(ctx, log, nodeDelaySubject(vh, node), func(m engine.Msg) error {
-			if len(m.Data) >= 8 {
-				d.add(delayItem{due: int64(binary.BigEndian.Uint64(m.Data)), vhost: vh.name, log: log, seq: m.Seq, owner: node})
+			if it, ok := delayItemOf(vh, log, m, node); ok {
+				d.add(it)
 				n++
 			}
 			return nil

@@ -79,7 +79,7 @@ type liveness struct {
 	rev     map[string]uint64    // node -> revision of its key last seen: a watch started again replays it, which is no new write
 	watched time.Time            // when the current watch started
 	left    map[string]bool      // node deleted its key (Stop) and was not seen since
-	known   map[string]bool      // nodes named by delay subjects at start
+	known   map[string]bool      // nodes named by delay subjects at start (made by newBroker: the delayer starts first)
 	adopted map[string]bool      // down nodes whose delayed messages this node adopted
 }
 
@@ -96,9 +96,6 @@ func (b *core) startLiveness(ctx context.Context) error {
 	l.mu.Lock()
 	l.kv, l.since, l.watched = kv, time.Now(), time.Now()
 	l.seen, l.rev, l.left, l.adopted = map[string]time.Time{}, map[string]uint64{}, map[string]bool{}, map[string]bool{}
-	if l.known == nil {
-		l.known = map[string]bool{}
-	}
 	l.mu.Unlock()
 	l.done, l.wake = make(chan struct{}), make(chan struct{}, 1)
 	stop, err := kv.Watch(ctx, ">", b.onHeartbeat, nil)
@@ -424,9 +421,6 @@ func (b *core) adoptDelayed(ctx context.Context, v view) bool {
 func (b *core) noteNode(node string) {
 	l := &b.live
 	l.mu.Lock()
-	if l.known == nil {
-		l.known = map[string]bool{}
-	}
 	l.known[node] = true
 	l.mu.Unlock()
 }
