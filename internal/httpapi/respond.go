@@ -60,12 +60,20 @@ func writeErrorBody(w http.ResponseWriter, code int, title, reason string) {
 }
 
 // WriteError writes err as the face's JSON envelope {"error","reason"} with
-// the catalog's HTTP status; other HTTP faces use it.
+// the catalog's HTTP status, and a Basic challenge on 401; other HTTP faces
+// use it.
 func WriteError(w http.ResponseWriter, err error) {
-	kind := errs.KindOf(err)
-	if kind == errs.Unauthorized {
+	if errs.KindOf(err) == errs.Unauthorized {
 		w.Header().Set("WWW-Authenticate", `Basic realm="Herald"`)
 	}
+	WriteErrorNoChallenge(w, err)
+}
+
+// WriteErrorNoChallenge is WriteError without the Basic challenge, for
+// endpoints that do not take Basic credentials (a browser would prompt for a
+// password).
+func WriteErrorNoChallenge(w http.ResponseWriter, err error) {
+	kind := errs.KindOf(err)
 	writeErrorBody(w, kind.HTTPStatus(), kind.String(), errs.Message(err))
 }
 

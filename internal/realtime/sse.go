@@ -50,12 +50,7 @@ func (c *sseConn) push(f []byte) {
 // the kept events after that id before live ones; if they are no longer kept
 // the stream starts with an event "herald:resume_failed".
 func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
-	// Herald's /v1 JSON envelope, without httpapi.WriteError's Basic
-	// challenge on 401 (a browser would prompt for a password).
-	fail := func(err error) {
-		kind := errs.KindOf(err)
-		httpapi.WriteJSON(w, kind.HTTPStatus(), map[string]string{"error": kind.String(), "reason": errs.Message(err)})
-	}
+	fail := func(err error) { httpapi.WriteErrorNoChallenge(w, err) } // Herald's /v1 JSON envelope
 	if !s.running() {
 		fail(errs.New(errs.Unavailable, "realtime server not running"))
 		return
