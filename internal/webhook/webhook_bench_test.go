@@ -317,7 +317,7 @@ func BenchmarkPendingRetriesMemory(b *testing.B) {
 }
 
 // BenchmarkHTTPFloor is the floor under BenchmarkDeliveries: the same POSTs
-// (body size, requests in flight, keep-alive, the guard's client) to the
+// (body size, requests in flight, keep-alive, the guard's transport) to the
 // same in-process sinks, with no broker, engine or signing.
 func BenchmarkHTTPFloor(b *testing.B) {
 	for _, bc := range []sinkCase{
@@ -350,7 +350,8 @@ func (c sinkCase) sink(b *testing.B, failEvery int64) *benchSink {
 }
 
 func httpFloor(b *testing.B, sk *benchSink, concurrency int) {
-	client := NewTargetGuard(loopback).Client()
+	tr := NewTargetGuard(loopback).Client().Transport // as run.attempt sends
+
 	body := make([]byte, 330)
 	var next atomic.Int64
 	b.ReportAllocs()
@@ -363,7 +364,7 @@ func httpFloor(b *testing.B, sk *benchSink, concurrency int) {
 			for next.Add(1) <= int64(b.N) {
 				req, _ := http.NewRequest(http.MethodPost, sk.url, bytes.NewReader(body))
 				req.Header.Set("webhook-id", fmt.Sprint(next.Load()))
-				resp, err := client.Do(req)
+				resp, err := tr.RoundTrip(req)
 				if err != nil {
 					b.Error(err)
 					return
