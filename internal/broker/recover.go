@@ -117,7 +117,9 @@ const (
 // scanSettled scans log (filter as in engine.Scan) once the log answers.
 // Right after a node went away the log may be between leaders, and a
 // request the old leader took is never answered: a short probe comes first,
-// so such a request costs settleProbe, not the scan's bound.
+// so such a request costs settleProbe, not the 10 s the engine gives each
+// request of a scan (the probe repeats the scan's first request, a state
+// read: a small price on a queue move for failing over 5 s sooner).
 func (b *core) scanSettled(ctx context.Context, log, filter string, fn func(engine.Msg) error) error {
 	pctx, cancel := context.WithTimeout(ctx, settleProbe)
 	_, err := b.eng.LastSeq(pctx, log)
