@@ -371,6 +371,31 @@ func TestSingleActiveConsumerAndExclusive(t *testing.T) {
 	require.True(t, errs.Is(err, errs.NotFound))
 }
 
+// An exclusive queue going away with its owner while someone reads its counts: the read gets
+// the counts or NotFound, never a crash (it once checked the owner, then looked the queue up
+// again after the delete).
+func TestQueueInfoRacesExclusiveDelete(t *testing.T) {
+	t.Parallel()
+	b, _ := setup(t)
+	for i := range 50 {
+		owner := fmt.Sprintf("conn-%d", i)
+		_, err := b.DeclareQueue(bg, "/", broker.QueueSpec{Name: "going", Exclusive: true, Owner: owner}, false)
+		require.NoError(t, err)
+		done := make(chan struct{})
+		go func() { defer close(done); b.ReleaseOwner(bg, owner) }()
+		for gone := false; !gone; {
+			select {
+			case <-done:
+				gone = true
+			default:
+			}
+			if _, err := b.Queue("/", "going"); err != nil {
+				require.True(t, errs.Is(err, errs.NotFound), "got %v", err)
+			}
+		}
+	}
+}
+
 func TestAutoDeleteAndExpires(t *testing.T) {
 	t.Parallel()
 	b, _ := setup(t)

@@ -552,6 +552,18 @@ func (q *queue) destroy() {
 }
 
 func (b *core) findQueue(vhostName, name, owner string) (*queue, error) {
+	q, err := b.lookupQueue(vhostName, name)
+	if err != nil {
+		return nil, err
+	}
+	if err := q.checkOwner(owner); err != nil {
+		return nil, err
+	}
+	return q, nil
+}
+
+// lookupQueue returns the queue whoever owns it.
+func (b *core) lookupQueue(vhostName, name string) (*queue, error) {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	vh, err := b.lookupVHost(vhostName)
@@ -561,9 +573,6 @@ func (b *core) findQueue(vhostName, name, owner string) (*queue, error) {
 	q := vh.queues[name]
 	if q == nil {
 		return nil, errs.New(errs.NotFound, "no queue '%s' in vhost '%s'", name, vhostName)
-	}
-	if err := q.checkOwner(owner); err != nil {
-		return nil, err
 	}
 	return q, nil
 }
@@ -626,14 +635,11 @@ func (b *core) purgeQueue(ctx context.Context, vhostName, name, owner string) (i
 }
 
 func (b *core) queueInfo(vhostName, name string) (QueueInfo, error) {
-	q, err := b.findQueue(vhostName, name, "\x00any")
-	if err != nil && !errs.Is(err, errs.ResourceLocked) {
+	// One lookup: a check of the owner first and a second lookup after it raced a delete
+	// between the two (an exclusive queue going away with its connection).
+	q, err := b.lookupQueue(vhostName, name)
+	if err != nil {
 		return QueueInfo{}, err
-	}
-	if q == nil {
-		b.mu.RLock()
-		q = b.vhostsM[vhostName].queues[name]
-		b.mu.RUnlock()
 	}
 	return q.info(), nil
 }
