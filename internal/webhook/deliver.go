@@ -1,7 +1,6 @@
 package webhook
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -13,12 +12,13 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/valyala/fasthttp"
 
 	"github.com/heraldhq/herald/internal/broker"
 	"github.com/heraldhq/herald/internal/broker/route"
@@ -199,33 +199,30 @@ func (res result) describe() string {
 
 // attempt posts the event once.
 func (r *run) attempt(ev *prepared) result {
-	ctx, cancel := context.WithTimeout(r.ctx, r.sub.Timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.sub.URL, bytes.NewReader(ev.body))
-	if err != nil {
-		return result{errText: err.Error()}
-	}
-	hd := req.Header
-	hd["User-Agent"] = userAgent
+	req := fasthttp.AcquireRequest()
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI(r.sub.URL)
+	req.Header.SetMethod(http.MethodPost)
+	req.Header.SetUserAgent(userAgent)
 	if ev.contentType != "" {
-		hd["Content-Type"] = []string{ev.contentType}
+		req.Header.SetContentType(ev.contentType)
 	}
 	now := time.Now()
 	if r.sub.Format == FormatWebSub {
-		hd["Link"] = []string{"<" + r.sub.HubURL + `>; rel="hub", <` + r.sub.Topic + `>; rel="self"`}
+		req.Header.Set("Link", "<"+r.sub.HubURL+`>; rel="hub", <`+r.sub.Topic+`>; rel="self"`)
 		if len(r.signer.raw) > 0 {
-			hd["X-Hub-Signature"] = []string{r.signer.hubSignature(ev.body)}
+			req.Header.Set("X-Hub-Signature", r.signer.hubSignature(ev.body))
 		}
 	} else {
 		ts := strconv.FormatInt(now.Unix(), 10)
-		hd["Webhook-Id"] = []string{ev.webhookID}
-		hd["Webhook-Timestamp"] = []string{ts}
-		hd["Webhook-Signature"] = []string{r.signer.standardSignature(ev.webhookID, ts, ev.body, now)}
+		req.Header.Set("Webhook-Id", ev.webhookID)
+		req.Header.Set("Webhook-Timestamp", ts)
+		req.Header.Set("Webhook-Signature", r.signer.standardSignature(ev.webhookID, ts, ev.body, now))
 	}
-	// The transport directly: the client's redirect handling is not
-	// wanted (a 3xx is a failed attempt) and costs a few percent of a
-	// delivery's CPU.
-	resp, err := r.d.s.guard.client.Transport.RoundTrip(req)
+	req.SetBodyRaw(ev.body)
+	err := r.post.hc.DoTimeout(req, resp, r.sub.Timeout)
 	res := result{latency: time.Since(now)}
 	if err != nil {
 		if r.ctx.Err() != nil {
@@ -234,23 +231,28 @@ func (r *run) attempt(ev *prepared) result {
 		res.errText = attemptError(err, r.sub.Timeout)
 		return res
 	}
-	res.status = resp.StatusCode
+	res.status = resp.StatusCode()
 	bp := r.d.s.snips.Get().(*[]byte)
 	snip := *bp
-	n, _ := io.ReadFull(resp.Body, snip)
-	if n == len(snip) {
-		_, _ = io.CopyN(io.Discard, resp.Body, 64<<10) // lets the connection be reused
+	n := 0
+	if body := resp.BodyStream(); body != nil {
+		// The snippet, then up to 64 KiB more so the connection can be
+		// reused; a longer body closes it.
+		n, _ = io.ReadFull(body, snip)
+		if n == len(snip) {
+			_, _ = io.CopyN(io.Discard, body, 64<<10)
+		}
 	}
-	_ = resp.Body.Close()
+	_ = resp.CloseBodyStream()
 	res.latency = time.Since(now)
 	if n > 0 {
 		res.snippet = strings.ToValidUTF8(string(snip[:n]), "\uFFFD")
 	}
 	r.d.s.snips.Put(bp)
-	res.ok = resp.StatusCode >= 200 && resp.StatusCode < 300
-	res.gone = r.sub.Format == FormatWebSub && resp.StatusCode == http.StatusGone
-	if honoursRetryAfter(resp.StatusCode) {
-		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), resp.Header.Get("Date"), time.Now()); ok {
+	res.ok = res.status >= 200 && res.status < 300
+	res.gone = r.sub.Format == FormatWebSub && res.status == http.StatusGone
+	if honoursRetryAfter(res.status) {
+		if d, ok := parseRetryAfter(string(resp.Header.Peek("Retry-After")), string(resp.Header.Peek("Date")), time.Now()); ok {
 			res.retryAfter = min(d, r.sub.BackoffMax)
 		}
 	}
@@ -294,18 +296,17 @@ func parseRetryAfter(value, date string, now time.Time) (time.Duration, bool) {
 	return d, d > 0
 }
 
-var userAgent = []string{"Herald-Webhooks/1"}
+const userAgent = "Herald-Webhooks/1"
 
 func attemptError(err error, timeout time.Duration) string {
 	switch {
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, fasthttp.ErrTimeout),
+		errors.Is(err, fasthttp.ErrDialTimeout), errors.Is(err, fasthttp.ErrTLSHandshakeTimeout):
 		return fmt.Sprintf("timeout after %s", timeout)
 	case errors.Is(err, ErrRefusedTarget):
 		return "refused target: " + err.Error()
-	}
-	var ue *url.Error // from a client; the transport's errors are bare
-	if errors.As(err, &ue) && ue.Err != nil {
-		return ue.Err.Error()
+	case connEndedEarly(err):
+		return "connection closed before an answer"
 	}
 	return err.Error()
 }

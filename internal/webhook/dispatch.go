@@ -211,7 +211,8 @@ type run struct {
 	d      *dispatcher
 	sub    Subscription
 	signer *signer
-	ctx    context.Context // cancelled when the drain times out
+	post   *poster
+	ctx    context.Context // cancelled when the drain times out or the run ends
 	cancel context.CancelFunc
 	quit   chan struct{} // closed when the run stops taking work
 
@@ -239,8 +240,15 @@ func newRun(d *dispatcher, rec record) (*run, error) {
 	// 10% failures, as a failed event's ack waits for its retry copy to be
 	// stored and the acks behind it were released out of order sooner.)
 	prefetch := 4 * sub.Concurrency
-	r := &run{d: d, sub: sub, signer: sg, quit: make(chan struct{}), work: make(chan *broker.Delivery, prefetch), acks: newAcker(3 * sub.Concurrency)}
+	post, err := d.s.guard.newPoster(sub.URL, sub.Concurrency, sub.Timeout)
+	if err != nil {
+		return nil, err
+	}
+	r := &run{d: d, sub: sub, signer: sg, post: post, quit: make(chan struct{}), work: make(chan *broker.Delivery, prefetch), acks: newAcker(3 * sub.Concurrency)}
 	r.ctx, r.cancel = context.WithCancel(d.s.ctx)
+	// Cancelling the run (it stopped, or its drain timed out) closes its
+	// connections, which ends the attempts in flight.
+	context.AfterFunc(r.ctx, post.close)
 	worker := r.worker
 	if sub.OrderingKey != "" {
 		r.exec = make(chan keyed, prefetch)

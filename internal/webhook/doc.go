@@ -13,7 +13,9 @@
 // which can be listed and redriven. Subscription records persist in the broker's
 // metadata (Broker.PutRecord). Every delivery goes through TargetGuard, which
 // refuses loopback, private, link-local and metadata addresses at creation
-// and at dial time.
+// and at dial time. Each run posts through its own pool of HTTP/1.1
+// keep-alive connections (poster, a fasthttp HostClient: no goroutine hand-off
+// per request), closed when the run ends.
 //
 // At most Spec.Concurrency attempts are in flight; acks are released in
 // queue order (acker) so the broker can purge runs of its log instead of

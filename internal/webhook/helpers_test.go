@@ -23,7 +23,12 @@ import (
 	"github.com/heraldhq/herald/internal/engine"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// fasthttp's idle-connection sweeper (one per run that connected) sleeps
+// until the next expiry and ends by itself once its client has no
+// connections left, which a stopped run's poster has not (TestPosterClose).
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*HostClient).connsCleaner"))
+}
 
 var (
 	bg       = context.Background()

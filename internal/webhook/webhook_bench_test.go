@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/valyala/fasthttp"
+
 	"github.com/heraldhq/herald/internal/broker"
 )
 
@@ -350,8 +352,11 @@ func (c sinkCase) sink(b *testing.B, failEvery int64) *benchSink {
 }
 
 func httpFloor(b *testing.B, sk *benchSink, concurrency int) {
-	tr := NewTargetGuard(loopback).Client().Transport // as run.attempt sends
-
+	post, err := NewTargetGuard(loopback).newPoster(sk.url, concurrency, time.Minute) // as run.attempt sends
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer post.close()
 	body := make([]byte, 330)
 	var next atomic.Int64
 	b.ReportAllocs()
@@ -361,16 +366,21 @@ func httpFloor(b *testing.B, sk *benchSink, concurrency int) {
 	var wg sync.WaitGroup
 	for range concurrency {
 		wg.Go(func() {
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
 			for next.Add(1) <= int64(b.N) {
-				req, _ := http.NewRequest(http.MethodPost, sk.url, bytes.NewReader(body))
-				req.Header.Set("webhook-id", fmt.Sprint(next.Load()))
-				resp, err := tr.RoundTrip(req)
-				if err != nil {
+				req.Reset()
+				req.SetRequestURI(sk.url)
+				req.Header.SetMethod(http.MethodPost)
+				req.Header.Set("webhook-id", strconv.FormatInt(next.Load(), 10))
+				req.SetBodyRaw(body)
+				if err := post.hc.DoTimeout(req, resp, time.Minute); err != nil {
 					b.Error(err)
 					return
 				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				_ = resp.Body.Close()
+				_, _ = io.Copy(io.Discard, resp.BodyStream())
+				_ = resp.CloseBodyStream()
 			}
 		})
 	}
