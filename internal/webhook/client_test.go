@@ -2,8 +2,11 @@ package webhook
 
 import (
 	"bufio"
+	"io"
+	"log"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -173,4 +176,33 @@ func TestPosterLargeAnswers(t *testing.T) {
 	res := r.attempt(&prepared{body: []byte("hi")})
 	require.False(t, res.ok)
 	require.NotEmpty(t, res.errText)
+}
+
+// https targets: TLS on the guarded, tracked connection, verified against
+// the roots in the poster's TLS config (the system's when nil); a
+// certificate they do not vouch for fails the attempt.
+func TestPosterTLS(t *testing.T) {
+	t.Parallel()
+	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	ts.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake
+	ts.StartTLS()
+	defer ts.Close()
+	p, err := NewTargetGuard(loopback).newPoster(ts.URL, 2, time.Second)
+	require.NoError(t, err)
+	defer p.close()
+	_, err = postOnce(p, ts.URL)
+	require.ErrorContains(t, err, "certificate")
+
+	p2, err := NewTargetGuard(loopback).newPoster(ts.URL, 2, time.Second)
+	require.NoError(t, err)
+	defer p2.close()
+	p2.hc.TLSConfig = ts.Client().Transport.(*http.Transport).TLSClientConfig
+	for range 2 {
+		status, err := postOnce(p2, ts.URL)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusAccepted, status)
+	}
+	require.Equal(t, 1, p2.hc.ConnsCount(), "kept alive")
 }
