@@ -379,7 +379,9 @@ func httpFloor(b *testing.B, sk *benchSink, concurrency int) {
 					b.Error(err)
 					return
 				}
-				_, _ = io.Copy(io.Discard, resp.BodyStream())
+				if body := resp.BodyStream(); body != nil { // none on a 204
+					_, _ = io.Copy(io.Discard, body)
+				}
 				_ = resp.CloseBodyStream()
 			}
 		})
