@@ -82,6 +82,7 @@ func (g *TargetGuard) newPoster(rawURL string, conns int, wait time.Duration) (*
 		MaxIdleConnDuration:      posterIdle,
 		ReadBufferSize:           posterHeaderBytes,
 		NoDefaultUserAgentHeader: true,
+		DisablePathNormalizing:   true, // the target's path and query as given
 		StreamResponseBody:       true,
 		// A POST is retried once when the connection ended before the
 		// answer began (the server closed a kept-alive connection as it

@@ -206,3 +206,25 @@ func TestPosterTLS(t *testing.T) {
 	}
 	require.Equal(t, 1, p2.hc.ConnsCount(), "kept alive")
 }
+
+// The request line carries the target's path and query exactly as given
+// (escapes, doubled slashes and dot segments included): a signed or
+// token-bearing URL reaches the endpoint unaltered, as net/http sends it.
+func TestPosterSendsURLAsGiven(t *testing.T) {
+	t.Parallel()
+	lines := make(chan string, 1)
+	base, _ := rawServer(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		line, _ := br.ReadString('\n')
+		lines <- strings.TrimSpace(line)
+		_, _ = c.Write([]byte("HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"))
+	})
+	target := strings.TrimSuffix(base, "/hook") + "/hooks/a%2Fb//c/../d;x=1?token=a%20b&x=%2F#frag"
+	p, err := NewTargetGuard(loopback).newPoster(target, 1, time.Second)
+	require.NoError(t, err)
+	defer p.close()
+	status, err := postOnce(p, target)
+	require.NoError(t, err)
+	require.Equal(t, 204, status)
+	require.Equal(t, "POST /hooks/a%2Fb//c/../d;x=1?token=a%20b&x=%2F HTTP/1.1", <-lines)
+}
