@@ -62,7 +62,7 @@ const failoverRetry = time.Second
 // liveness tracks the other nodes' heartbeats.
 type liveness struct {
 	kv        *engine.KV
-	stopWatch func()
+	stopWatch func() // runLiveness's own once it runs (rewatch replaces it): read after done
 	ctx       context.Context // cancelled by stopLiveness: ends a failover under way
 	cancel    context.CancelFunc
 	done      chan struct{}
@@ -114,7 +114,7 @@ func (b *core) startLiveness(ctx context.Context) error {
 // down and the delayer stopped). A no-op if startLiveness did not succeed.
 func (b *core) stopLiveness(ctx context.Context) {
 	l := &b.live
-	if l.stopWatch == nil {
+	if l.cancel == nil { // set before runLiveness starts; stopWatch is its own (rewatch) until done
 		return
 	}
 	l.cancel()

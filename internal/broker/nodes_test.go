@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -184,4 +185,36 @@ func TestClusterFailoverOnSilence(t *testing.T) {
 	require.GreaterOrEqual(t, time.Since(died), timeout-timeout/5, "taken over before the node timeout (from the last heartbeat, at most NodeTimeout/5 before)")
 	requireTakenOver(t, brokers, queues, gained)
 	eventually(t, func() bool { return slices.Equal(brokers[1].Nodes(), []string{"node-b", "node-c"}) }, "node B should see B and C live")
+}
+
+// A node whose own heartbeats stop coming back restarts its watch and sees
+// them again, and stops cleanly right after another restart of it. (Stop
+// once read the watch's stop function before the heartbeat loop ended,
+// which rewatch replaces: a data race CI's -race run caught once in
+// TestClusterFailover; this test exercises the path but does not reliably
+// reproduce that interleaving.)
+func TestRewatchThenStop(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	logs := &syncBuffer{}
+	brokers, _ := startClusterNodes(t, ctx, 3, func(c *broker.Config) {
+		c.NodeTimeout = time.Second
+		c.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	})
+	a := brokers[0]
+	rewatch := func(n int) {
+		require.Eventually(t, func() bool {
+			if strings.Count(logs.String(), "watching the nodes again") >= n {
+				return true
+			}
+			a.StaleOwnHeartbeats() // again: a heartbeat already on its way is seen
+			return false
+		}, 10*time.Second, time.Millisecond, "no rewatch")
+	}
+	rewatch(1)
+	staled := time.Now()
+	require.Eventually(t, func() bool { return a.OwnHeartbeatSeen().After(staled) },
+		10*time.Second, 10*time.Millisecond, "own heartbeats not seen after the rewatch")
+	rewatch(2)
+	a.Stop(ctx)
 }
