@@ -62,7 +62,7 @@ const failoverRetry = time.Second
 // liveness tracks the other nodes' heartbeats.
 type liveness struct {
 	kv        *engine.KV
-	stopWatch func() // runLiveness's own once it runs (rewatch replaces it): read after done
+	stopWatch func()          // runLiveness's own once it runs (rewatch replaces it): read after done
 	ctx       context.Context // cancelled by stopLiveness: ends a failover under way
 	cancel    context.CancelFunc
 	done      chan struct{}
