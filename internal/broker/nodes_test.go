@@ -197,8 +197,13 @@ func TestRewatchThenStop(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	logs := &syncBuffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("broker logs:\n%s", logs.String())
+		}
+	})
 	brokers, _ := startClusterNodes(t, ctx, 3, func(c *broker.Config) {
-		c.NodeTimeout = time.Second
+		c.NodeTimeout = 2 * time.Second
 		c.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	})
 	a := brokers[0]
@@ -209,12 +214,12 @@ func TestRewatchThenStop(t *testing.T) {
 			}
 			a.StaleOwnHeartbeats() // again: a heartbeat already on its way is seen
 			return false
-		}, 10*time.Second, time.Millisecond, "no rewatch")
+		}, 30*time.Second, time.Millisecond, "no rewatch")
 	}
 	rewatch(1)
 	staled := time.Now()
 	require.Eventually(t, func() bool { return a.OwnHeartbeatSeen().After(staled) },
-		10*time.Second, 10*time.Millisecond, "own heartbeats not seen after the rewatch")
+		30*time.Second, 10*time.Millisecond, "own heartbeats not seen after the rewatch")
 	rewatch(2)
 	a.Stop(ctx)
 }
