@@ -24,6 +24,10 @@ const (
 	posterHeaderBytes = 16 << 10
 )
 
+// answerDiscard is how much of an answer's body past the snippet is read
+// (and dropped) so its connection can be reused; a longer body closes it.
+const answerDiscard = 64 << 10
+
 // errPosterClosed is a dial after the poster was closed.
 var errPosterClosed = errors.New("webhook: delivery stopped")
 
@@ -93,6 +97,27 @@ func (g *TargetGuard) newPoster(rawURL string, conns int, wait time.Duration) (*
 		},
 	}
 	return p, nil
+}
+
+// send posts req and reads the answer's status line and headers into
+// resp, all within timeout; the caller then reads the body (readAnswer).
+func (p *poster) send(req *fasthttp.Request, resp *fasthttp.Response, timeout time.Duration) error {
+	return p.hc.DoTimeout(req, resp, timeout)
+}
+
+// readAnswer reads the start of the body of an answer from send into snip,
+// returning how many bytes it read, drops up to answerDiscard more, and
+// closes the body (which returns or closes the connection).
+func readAnswer(resp *fasthttp.Response, snip []byte) int {
+	n := 0
+	if body := resp.BodyStream(); body != nil { // none when the answer has no body (204)
+		n, _ = io.ReadFull(body, snip)
+		if n == len(snip) {
+			_, _ = io.CopyN(io.Discard, body, answerDiscard)
+		}
+	}
+	_ = resp.CloseBodyStream()
+	return n
 }
 
 func connEndedEarly(err error) bool {

@@ -222,7 +222,7 @@ func (r *run) attempt(ev *prepared) result {
 		req.Header.Set("Webhook-Signature", r.signer.standardSignature(ev.webhookID, ts, ev.body, now))
 	}
 	req.SetBodyRaw(ev.body)
-	err := r.post.hc.DoTimeout(req, resp, r.sub.Timeout)
+	err := r.post.send(req, resp, r.sub.Timeout)
 	res := result{latency: time.Since(now)}
 	if err != nil {
 		if r.ctx.Err() != nil {
@@ -234,16 +234,7 @@ func (r *run) attempt(ev *prepared) result {
 	res.status = resp.StatusCode()
 	bp := r.d.s.snips.Get().(*[]byte)
 	snip := *bp
-	n := 0
-	if body := resp.BodyStream(); body != nil {
-		// The snippet, then up to 64 KiB more so the connection can be
-		// reused; a longer body closes it.
-		n, _ = io.ReadFull(body, snip)
-		if n == len(snip) {
-			_, _ = io.CopyN(io.Discard, body, 64<<10)
-		}
-	}
-	_ = resp.CloseBodyStream()
+	n := readAnswer(resp, snip)
 	res.latency = time.Since(now)
 	if n > 0 {
 		res.snippet = strings.ToValidUTF8(string(snip[:n]), "\uFFFD")

@@ -131,29 +131,8 @@ func leanServe(c net.Conn, s *benchSink, latency time.Duration, failEvery int64)
 	br := bufio.NewReaderSize(c, 16<<10)
 	bw := bufio.NewWriterSize(c, 4<<10)
 	for {
-		if _, err := br.ReadSlice('\n'); err != nil { // request line
-			return
-		}
-		length, id := 0, ""
-		for {
-			line, err := br.ReadSlice('\n')
-			if err != nil {
-				return
-			}
-			line = bytes.TrimRight(line, "\r\n")
-			if len(line) == 0 {
-				break
-			}
-			name, value, _ := bytes.Cut(line, []byte(":"))
-			value = bytes.TrimSpace(value)
-			switch {
-			case bytes.EqualFold(name, []byte("Content-Length")):
-				length, _ = strconv.Atoi(string(value))
-			case bytes.EqualFold(name, []byte("Webhook-Id")):
-				id = string(value)
-			}
-		}
-		if _, err := br.Discard(length); err != nil {
+		id, err := readLeanRequest(br)
+		if err != nil {
 			return
 		}
 		if latency > 0 {
@@ -170,6 +149,35 @@ func leanServe(c net.Conn, s *benchSink, latency time.Duration, failEvery int64)
 			}
 		}
 	}
+}
+
+// readLeanRequest reads one request (request line, headers, a
+// Content-Length body) and returns its webhook-id header.
+func readLeanRequest(br *bufio.Reader) (id string, err error) {
+	if _, err := br.ReadSlice('\n'); err != nil { // request line
+		return "", err
+	}
+	length := 0
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return "", err
+		}
+		line = bytes.TrimRight(line, "\r\n")
+		if len(line) == 0 {
+			break
+		}
+		name, value, _ := bytes.Cut(line, []byte(":"))
+		value = bytes.TrimSpace(value)
+		switch {
+		case bytes.EqualFold(name, []byte("Content-Length")):
+			length, _ = strconv.Atoi(string(value))
+		case bytes.EqualFold(name, []byte("Webhook-Id")):
+			id = string(value)
+		}
+	}
+	_, err = br.Discard(length)
+	return id, err
 }
 
 func (s *benchSink) distinct() int {
@@ -375,14 +383,11 @@ func httpFloor(b *testing.B, sk *benchSink, concurrency int) {
 				req.Header.SetMethod(http.MethodPost)
 				req.Header.Set("webhook-id", strconv.FormatInt(next.Load(), 10))
 				req.SetBodyRaw(body)
-				if err := post.hc.DoTimeout(req, resp, time.Minute); err != nil {
+				if err := post.send(req, resp, time.Minute); err != nil {
 					b.Error(err)
 					return
 				}
-				if body := resp.BodyStream(); body != nil { // none on a 204
-					_, _ = io.Copy(io.Discard, body)
-				}
-				_ = resp.CloseBodyStream()
+				readAnswer(resp, nil)
 			}
 		})
 	}
