@@ -105,10 +105,17 @@ func eventually(t *testing.T, cond func() bool, msg string) {
 
 func eventuallyWithin(t *testing.T, d time.Duration, cond func() bool, msg string) {
 	t.Helper()
+	eventuallyDescribed(t, d, cond, func() string { return msg })
+}
+
+// eventuallyDescribed is eventuallyWithin with a failure message made when
+// it fails, to show the state reached.
+func eventuallyDescribed(t *testing.T, d time.Duration, cond func() bool, describe func() string) {
+	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatal(msg)
+			t.Fatal(describe())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -54,17 +54,13 @@ func servers(brokers []*broker.Broker, queue string) (idx []int, messages int) {
 // node, holding want messages, and returns that node.
 func waitServed(t *testing.T, brokers []*broker.Broker, queue string, want int, within time.Duration) []int {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		idx, n := servers(brokers, queue)
-		if len(idx) == 1 && n == want {
-			return idx
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("queue %s: not served by exactly one node with %d messages after %v: served by %v, %d messages", queue, want, within, idx, n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	var idx []int
+	var n int
+	eventuallyDescribed(t, within, func() bool { idx, n = servers(brokers, queue); return len(idx) == 1 && n == want },
+		func() string {
+			return fmt.Sprintf("queue %s: not served by exactly one node with %d messages after %v: served by %v, %d messages", queue, want, within, idx, n)
+		})
+	return idx
 }
 
 // failoverCluster starts three nodes with NodeTimeout timeout and, through

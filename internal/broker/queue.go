@@ -635,8 +635,7 @@ func (b *core) purgeQueue(ctx context.Context, vhostName, name, owner string) (i
 }
 
 func (b *core) queueInfo(vhostName, name string) (QueueInfo, error) {
-	// One lookup: a check of the owner first and a second lookup after it raced a delete
-	// between the two (an exclusive queue going away with its connection).
+	// Anyone may read an exclusive queue's counts: no owner check.
 	q, err := b.lookupQueue(vhostName, name)
 	if err != nil {
 		return QueueInfo{}, err
