@@ -93,7 +93,9 @@ type ClusterConfig struct {
 
 // LimitsConfig bounds resources. 0 means the documented default.
 type LimitsConfig struct {
-	// MaxMessageBytes bounds a message body. Default 16 MiB.
+	// MaxMessageBytes bounds a message body in bytes. Default 16 MiB; at most
+	// 63 MiB (the engine's record limit is 64 MiB, and a record carries the
+	// message's properties and headers too).
 	MaxMessageBytes int `yaml:"max_message_bytes"`
 	// MemoryBudget bounds message bodies kept in memory; beyond it they are
 	// read back from disk on delivery. Default 256 MiB.
@@ -337,6 +339,9 @@ func (c Config) Validate() error {
 	if c.Limits.MaxMessageBytes < 0 || c.Limits.MemoryBudget < 0 || c.Limits.MaxConnections < 0 || c.Limits.MaxQueues < 0 {
 		return fmt.Errorf("limits: values must not be negative")
 	}
+	if c.Limits.MaxMessageBytes > MaxMessageBytesLimit {
+		return fmt.Errorf("limits.max_message_bytes: %d is over the %d byte limit", c.Limits.MaxMessageBytes, MaxMessageBytesLimit)
+	}
 	for i, a := range c.PusherApps {
 		if strings.Count(a, ":") != 2 {
 			return fmt.Errorf("pusher_apps[%d]: must be ID:KEY:SECRET", i)
@@ -392,3 +397,6 @@ func splitList(v string) []string {
 	}
 	return strings.Split(v, ",")
 }
+
+// MaxMessageBytesLimit is the largest Limits.MaxMessageBytes accepted.
+const MaxMessageBytesLimit = 63 << 20

@@ -41,6 +41,12 @@ type Config struct {
 	// MaxPending bounds in-flight asynchronous appends; 0 means 4096.
 	// When the window is full, AppendAsync blocks (producer flow control).
 	MaxPending int
+	// MaxRecordBytes bounds one appended record (data plus NATS headers) in
+	// bytes: the embedded server's max_payload. 0 means 1 MiB (NATS's
+	// default); at most 64 MiB (NATS's hard limit). An append above it fails
+	// with ErrTooLarge. With ExternalURL the external server's own limit
+	// applies and this field is ignored.
+	MaxRecordBytes int
 	// Logger receives the engine's logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -52,6 +58,7 @@ var (
 	ErrWrongRev  = errors.New("engine: wrong revision")    // KV Update with a stale revision
 	ErrStopped   = errors.New("engine: stopped")           // the engine is not running
 	ErrLogLimit  = errors.New("engine: log limit reached") // the log refused the append (discard new)
+	ErrTooLarge  = errors.New("engine: record too large")  // over MaxRecordBytes (or the external server's max_payload)
 )
 
 // LogConfig describes a log: a JetStream stream with limits retention.

@@ -27,6 +27,9 @@ const (
 	defaultSyncInterval = 2 * time.Minute
 	defaultMaxPending   = 4096
 	defaultClusterName  = "herald"
+	// defaultMaxRecord is NATS's default max_payload; maxRecord its hard limit.
+	defaultMaxRecord = 1 << 20
+	maxRecord        = 64 << 20
 
 	// stopDrainTimeout bounds how long Stop waits for in-flight appends and
 	// deletes when its ctx has no earlier deadline.
@@ -132,6 +135,10 @@ func validate(cfg *Config) error {
 		return fmt.Errorf("engine: Config.MaxPending %d is negative", cfg.MaxPending)
 	}
 	cfg.MaxPending = cmp.Or(cfg.MaxPending, defaultMaxPending)
+	if cfg.MaxRecordBytes < 0 || cfg.MaxRecordBytes > maxRecord {
+		return fmt.Errorf("engine: Config.MaxRecordBytes %d: want 0..%d", cfg.MaxRecordBytes, maxRecord)
+	}
+	cfg.MaxRecordBytes = cmp.Or(cfg.MaxRecordBytes, defaultMaxRecord)
 	if cfg.NodeName == "" {
 		host, err := os.Hostname()
 		if err != nil {
@@ -336,6 +343,7 @@ func (r *run) startServer(ctx context.Context) error {
 		NoSigs:       true,
 		SyncInterval: cfg.SyncInterval,
 		SyncAlways:   cfg.Fsync == FsyncAlways,
+		MaxPayload:   int32(cfg.MaxRecordBytes),
 
 		WriteDeadline: serverWriteDeadline,
 	}

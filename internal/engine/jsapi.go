@@ -122,6 +122,8 @@ func mapNatsErr(err error) error {
 		return nil
 	case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionDraining):
 		return ErrStopped
+	case errors.Is(err, nats.ErrMaxPayload):
+		return fmt.Errorf("%w: %w", ErrTooLarge, err)
 	case errors.Is(err, nats.ErrNoResponders):
 		return fmt.Errorf("engine: no responders (log missing or JetStream unavailable): %w", ErrNotFound)
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -73,7 +74,10 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		ClusterListen: s.cfg.Cluster.Listen,
 		Routes:        s.cfg.Cluster.Routes,
 		ExternalURL:   s.cfg.Cluster.NATSURL,
-		Logger:        s.log.With("room", "engine"),
+		// A record is the body plus the broker's envelope (properties,
+		// headers: bounded by the AMQP frame size, far under 1 MiB).
+		MaxRecordBytes: cmp.Or(s.cfg.Limits.MaxMessageBytes, 16<<20) + 1<<20,
+		Logger:         s.log.With("room", "engine"),
 	})
 	if err != nil {
 		return fmt.Errorf("configuring engine: %w", err)
