@@ -71,10 +71,6 @@ func (cs *consumer) cancelledByBroker(reason string) {
 // sendLocked queues a delivery for the socket, giving it the next delivery
 // tag. It returns false if the connection refused it; the caller requeues it.
 func (ch *channel) sendLocked(cs *consumer, d *broker.Delivery) bool {
-	if ch.flowPaused {
-		ch.paused = append(ch.paused, pausedDelivery{cs, d})
-		return true
-	}
 	tag := ch.nextTag + 1
 	ok, over := ch.c.out.push(outFrame{
 		kind: outDeliver, ch: ch.id, noAck: cs.noAck, redelivered: d.Redelivered,
@@ -242,16 +238,6 @@ func (ch *channel) cancelConsumer(tag string) {
 	}
 	requeue := cs.held
 	cs.held = nil
-	kept := ch.paused[:0]
-	for _, p := range ch.paused {
-		if p.cs == cs {
-			requeue = append(requeue, p.d)
-		} else {
-			kept = append(kept, p)
-		}
-	}
-	clear(ch.paused[len(kept):])
-	ch.paused = kept
 	ch.mu.Unlock()
 	for _, d := range requeue {
 		_ = d.Nack(true)

@@ -36,15 +36,13 @@ type channel struct {
 	pubIdle    chan struct{} // closed when pubPending drops to 0
 	pubDone    func(error)   // ch.publishDone, bound once
 
-	mu         sync.Mutex // guards the fields below; broker goroutines take it
-	closed     bool
-	nextTag    uint64
-	unacked    unacked
-	consumers  map[string]*consumer
-	flowPaused bool
-	paused     []pausedDelivery
-	replyName  string // direct reply-to name, while consuming it
-	replyTag   string
+	mu        sync.Mutex // guards the fields below; broker goroutines take it
+	closed    bool
+	nextTag   uint64
+	unacked   unacked
+	consumers map[string]*consumer
+	replyName string // direct reply-to name, while consuming it
+	replyTag  string
 }
 
 // contentState assembles a published message: method, header, bodies.
@@ -64,11 +62,6 @@ const (
 	contentHeader
 	contentBody
 )
-
-type pausedDelivery struct {
-	cs *consumer
-	d  *broker.Delivery
-}
 
 func newChannel(c *conn, id uint16) *channel {
 	ch := &channel{c: c, id: id, consumers: map[string]*consumer{}}
@@ -162,10 +155,6 @@ func (ch *channel) teardown() {
 		cs.held = nil
 	}
 	clear(ch.consumers)
-	for _, p := range ch.paused {
-		requeue = append(requeue, p.d)
-	}
-	ch.paused = nil
 	for _, e := range ch.unacked.takeUpTo(0, nil) {
 		requeue = append(requeue, e.d)
 	}
@@ -252,8 +241,14 @@ func (ch *channel) dispatch(m wire.Method) error {
 	case *wire.ChannelOpen:
 		return newError(wire.ChannelError, "channel %d is already open", ch.id)
 	case *wire.ChannelFlow:
-		ch.flow(m.Active)
-		ch.reply(&wire.ChannelFlowOk{Active: m.Active})
+		// As RabbitMQ 3.x: active=false is a connection exception
+		// (rabbit_channel raises protocol_error(not_implemented,
+		// "active=false")); the server's own flow control is
+		// connection.blocked, not channel.flow.
+		if !m.Active {
+			return newError(wire.NotImplemented, "active=false")
+		}
+		ch.reply(&wire.ChannelFlowOk{Active: true})
 		return nil
 	case *wire.ChannelFlowOk:
 		return nil
@@ -503,24 +498,4 @@ func (ch *channel) qos(m *wire.BasicQos) error {
 	}
 	ch.reply(&wire.BasicQosOk{})
 	return nil
-}
-
-// flow pauses (channel.flow active=false) or resumes deliveries.
-func (ch *channel) flow(active bool) {
-	ch.mu.Lock()
-	ch.flowPaused = !active
-	var failed []*broker.Delivery
-	if active {
-		paused := ch.paused
-		ch.paused = nil
-		for _, p := range paused {
-			if p.cs.cancelled || !ch.sendLocked(p.cs, p.d) {
-				failed = append(failed, p.d)
-			}
-		}
-	}
-	ch.mu.Unlock()
-	for _, d := range failed {
-		_ = d.Nack(true)
-	}
 }
