@@ -15,7 +15,8 @@ import (
 // clientsExpected is what testdata/node/scenarios.js (amqplib) and
 // testdata/python/scenarios.py (pika) print against Herald, one line per
 // check: declare + bind, publish with confirms, consume with manual acks,
-// topic routing, basic.get, dead-lettering with x-death.
+// topic routing, basic.get, dead-lettering with x-death, and a burst of
+// publishes followed at once by connection.close.
 const clientsExpected = `declared shop orders order.created
 confirmed 10/10
 consumed m0 m1 m2 m3 m4 m5 m6 m7 m8 m9
@@ -24,6 +25,7 @@ topic app: app.db.error app.start
 topic all: a.b app.db.error app.start db.error
 get: first (1 left), second (0 left), empty
 dead-letter: bad order; reason rejected; queue work; count 1; first-death-reason rejected
+burst: 5000 published, then closed cleanly
 `
 
 const setupHint = "run: bash .ci/setup.d/amqp-clients.sh"

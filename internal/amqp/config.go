@@ -38,8 +38,14 @@ type Config struct {
 	// HandshakeTimeout bounds the time from accept to connection.open-ok;
 	// 0 means 10s.
 	HandshakeTimeout time.Duration
-	// CloseTimeout bounds the wait for close-ok after the server closes a
-	// connection; 0 means 3s.
+	// CloseTimeout bounds each half of a connection's closing handshake, as
+	// RabbitMQ's 30 s closing timeout does: the wait for close-ok after the
+	// server sends connection.close (frames read meanwhile are discarded),
+	// and, after the server answers the client's connection.close, the time
+	// it keeps reading and discarding input until the client closes its
+	// socket (closing with unread input would reset the connection). A
+	// negotiated heartbeat interval shorter than it bounds both instead. 0
+	// means 30s.
 	CloseTimeout time.Duration
 
 	// MaxOutboundBytes bounds the bytes queued for one connection's socket
@@ -78,7 +84,7 @@ const (
 	defaultFrameMax         = 131_072
 	defaultHeartbeat        = 60 * time.Second
 	defaultHandshakeTimeout = 10 * time.Second
-	defaultCloseTimeout     = 3 * time.Second
+	defaultCloseTimeout     = 30 * time.Second // RabbitMQ's CLOSING_TIMEOUT
 	defaultMaxOutbound      = 64 << 20
 	defaultNoAckWindow      = 1024
 	defaultMaxTxMessages    = 65_536

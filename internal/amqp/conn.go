@@ -50,6 +50,8 @@ type conn struct {
 	channels  map[uint16]*channel
 	authCache map[authKey]struct{}
 	closed    bool // the client closed; answered with close-ok
+	drainIn   bool // close-ok went to the client's close: drain its input before closing
+	released  bool // exclusive queues deleted
 	pub       wire.BasicPublish
 	ack       wire.BasicAck
 	hdr       wire.ContentHeader
@@ -175,18 +177,60 @@ func (c *conn) serve() {
 	}
 	clear(c.channels)
 	c.nchannels.Store(0)
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), 10*time.Second)
-	c.b.ReleaseOwner(ctx, c.id)
-	cancel()
+	c.releaseExclusive()
 	c.closeMu.Lock()
 	if c.closeTimer != nil {
 		c.closeTimer.Stop()
 	}
 	c.closeMu.Unlock()
 	// Let the writer send what is queued (close-ok, close), bounded.
-	_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.CloseTimeout))
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.closingTimeout()))
 	close(stop)
 	<-c.writerDone
+	if c.drainIn {
+		c.drain()
+	}
+}
+
+// releaseExclusive deletes the connection's exclusive queues, once.
+func (c *conn) releaseExclusive() {
+	if c.released {
+		return
+	}
+	c.released = true
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), 10*time.Second)
+	c.b.ReleaseOwner(ctx, c.id)
+	cancel()
+}
+
+// closingTimeout bounds each half of the closing handshake, as RabbitMQ's
+// closing timeout does: the wait for close-ok after the server's
+// connection.close, and the drain after close-ok to the client's. It is
+// CloseTimeout, or the negotiated heartbeat interval when that is shorter.
+func (c *conn) closingTimeout() time.Duration {
+	d := c.srv.cfg.CloseTimeout
+	if c.heartbeat > 0 && c.heartbeat < d {
+		d = c.heartbeat
+	}
+	return d
+}
+
+// drain reads and discards what the client still sends after close-ok to its
+// connection.close, until it closes its socket or the closing timeout passes.
+// A client may have written frames after its close (amqplib writes the close
+// ahead of publishes still in its channel buffers): closing a socket with
+// unread input makes the kernel reset the connection, and the client would
+// see ECONNRESET instead of the close-ok already sent. RabbitMQ's reader
+// likewise discards input in its closed state until the client closes.
+func (c *conn) drain() {
+	c.io.readTimeout.Store(0)
+	_ = c.nc.SetReadDeadline(time.Now().Add(c.closingTimeout()))
+	buf := make([]byte, 16<<10)
+	for {
+		if _, err := c.nc.Read(buf); err != nil {
+			return
+		}
+	}
 }
 
 func isClosedConn(err error) bool {
@@ -218,8 +262,9 @@ func (c *conn) Close(reason string) {
 }
 
 // closeWith starts the server side of the closing handshake: it sends
-// connection.close once and cuts the socket if close-ok does not come back
-// within CloseTimeout.
+// connection.close once (not after close-ok to the client's own close) and
+// cuts the socket if close-ok does not come back within the closing timeout;
+// the frames read meanwhile are discarded.
 func (c *conn) closeWith(e *amqpError) {
 	if !c.opened.Load() {
 		c.abort() // still negotiating: nothing to close politely
@@ -230,7 +275,7 @@ func (c *conn) closeWith(e *amqpError) {
 	}
 	c.out.pushControl(0, &wire.ConnectionClose{ReplyCode: e.code, ReplyText: e.replyText(), ClassID: e.classID, MethodID: e.methodID})
 	c.closeMu.Lock()
-	c.closeTimer = time.AfterFunc(c.srv.cfg.CloseTimeout, c.abort)
+	c.closeTimer = time.AfterFunc(c.closingTimeout(), c.abort)
 	c.closeMu.Unlock()
 	if e.code != wire.ConnectionForced {
 		c.log.Info("amqp connection error", "code", e.code, "text", e.text)
@@ -437,7 +482,7 @@ func (c *conn) failHandshake(e *amqpError) error {
 	c.closeSent.Store(true)
 	_ = c.send(0, &wire.ConnectionClose{ReplyCode: e.code, ReplyText: e.replyText(), ClassID: e.classID, MethodID: e.methodID})
 	// Give the client a moment to read it and answer close-ok.
-	_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.CloseTimeout))
+	_ = c.nc.SetReadDeadline(time.Now().Add(min(c.srv.cfg.CloseTimeout, c.srv.cfg.HandshakeTimeout)))
 	for {
 		f, err := c.r.ReadFrame()
 		if err != nil {
@@ -563,7 +608,10 @@ func (c *conn) whileClosing(f wire.Frame) bool {
 	case *wire.ConnectionCloseOk:
 		return true
 	case *wire.ConnectionClose:
+		// Both sides closed at once: the client's input is drained as
+		// after any close-ok the server sends.
 		c.out.pushControl(0, &wire.ConnectionCloseOk{})
+		c.drainIn = true
 		return true
 	}
 	return false
@@ -625,6 +673,9 @@ func (c *conn) handleConnectionMethod(f wire.Frame) error {
 	}
 	switch m := m.(type) {
 	case *wire.ConnectionClose:
+		// No connection.close of the server's may follow close-ok; one
+		// already queued makes this a simultaneous close, which is fine.
+		c.closeSent.Store(true)
 		// Channels first, so that requeued messages are back before the
 		// client learns the connection is closed.
 		for id, ch := range c.channels {
@@ -634,6 +685,7 @@ func (c *conn) handleConnectionMethod(f wire.Frame) error {
 		c.nchannels.Store(0)
 		c.out.pushControl(0, &wire.ConnectionCloseOk{})
 		c.closed = true
+		c.drainIn = true
 		return nil
 	case *wire.ConnectionCloseOk:
 		return newError(wire.CommandInvalid, "connection.close-ok without connection.close")

@@ -4,6 +4,7 @@
 // the Python (pika) version prints too. Exits non-zero on any error.
 'use strict';
 const amqplib = require('amqplib');
+const callbackApi = require('amqplib/callback_api');
 
 const url = process.env.HERALD_AMQP_URL;
 if (!url) {
@@ -113,6 +114,35 @@ async function main() {
 
   await ch.close();
   await conn.close();
+
+  await burstThenClose();
+}
+
+// Burst then close: publish a few thousand small messages without waiting,
+// then close at once. amqplib writes connection.close ahead of the publishes
+// still queued in its channel buffer, so the server reads them after sending
+// close-ok; the close callback must still run (no ECONNRESET).
+function burstThenClose() {
+  const n = 5000;
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('burst: close callback not called within 20s')), 20000);
+    const fail = (err) => { clearTimeout(timer); reject(err); };
+    callbackApi.connect(url, (err, conn) => {
+      if (err) return fail(err);
+      conn.on('error', (err) => fail(new Error(`burst: connection error: ${err.message}`)));
+      conn.createChannel((err, ch) => {
+        if (err) return fail(err);
+        ch.on('error', (err) => fail(new Error(`burst: channel error: ${err.message}`)));
+        for (let i = 0; i < n; i++) ch.sendToQueue('burst', Buffer.from(`burst message ${i}`));
+        conn.close((err) => {
+          if (err) return fail(err);
+          clearTimeout(timer);
+          console.log(`burst: ${n} published, then closed cleanly`);
+          resolve();
+        });
+      });
+    });
+  });
 }
 
 main().catch((err) => {

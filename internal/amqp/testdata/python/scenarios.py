@@ -113,6 +113,17 @@ def main():
 
     ch.close()
     conn.close()
+
+    # Burst then close: publish a few thousand small messages, then close at
+    # once; close must complete with close-ok (amqplib's version of this
+    # check is the one that once saw the connection reset).
+    conn = pika.BlockingConnection(params)
+    ch = conn.channel()
+    n = 5000
+    for i in range(n):
+        ch.basic_publish("", "burst", f"burst message {i}".encode())
+    conn.close()
+    print(f"burst: {n} published, then closed cleanly")
     return 0
 
 
