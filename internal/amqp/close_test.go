@@ -169,3 +169,16 @@ func TestServerChannelCloseDiscardsUntilCloseOk(t *testing.T) {
 	_, m = c.next(t)
 	require.IsType(t, &wire.ConnectionCloseOk{}, m)
 }
+
+// The connection's exclusive queues are deleted before close-ok, as in
+// RabbitMQ: once Close returns, another connection may declare them again.
+func TestExclusiveQueuesGoneBeforeCloseOk(t *testing.T) {
+	t.Parallel()
+	_, env := setup(t)
+	for i := range 20 {
+		conn, ch := channel(t, env.url)
+		_, err := ch.QueueDeclare("excl-again", false, false, true, false, nil)
+		require.NoError(t, err, "declare %d", i)
+		require.NoError(t, conn.Close())
+	}
+}

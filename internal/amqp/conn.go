@@ -683,6 +683,9 @@ func (c *conn) handleConnectionMethod(f wire.Frame) error {
 			delete(c.channels, id)
 		}
 		c.nchannels.Store(0)
+		// Exclusive queues are gone before close-ok, as in RabbitMQ, so
+		// that a client may declare them again as soon as it is closed.
+		c.releaseExclusive()
 		c.out.pushControl(0, &wire.ConnectionCloseOk{})
 		c.closed = true
 		c.drainIn = true
