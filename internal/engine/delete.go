@@ -46,6 +46,7 @@ import (
 type deleter struct {
 	r     *run
 	limit int
+	pace  time.Duration // deletePace, or syncedDeletePace with group commit
 
 	mu      sync.Mutex
 	cond    sync.Cond // signalled when room frees up or on close
@@ -107,6 +108,12 @@ const (
 	// log's index state on every purge), so letting acks gather for a few
 	// milliseconds makes in-order acks cheaper.
 	deletePace = 5 * time.Millisecond
+	// syncedDeletePace replaces deletePace with Fsync always: there every
+	// purge is synced (JetStream rewrites and fsyncs the block and its
+	// state), competing with the appends' group commits for the disk, and
+	// a delete needs no haste (an acknowledged delivery lost by a crash is
+	// delivered again, never lost).
+	syncedDeletePace = 50 * time.Millisecond
 	// purgeMarkTTL bounds how long a purgedTo mark is trusted without
 	// reading the log's state: long enough to skip most reads, short
 	// enough that a log deleted and re-created on another node of a
@@ -121,6 +128,7 @@ func newDeleter(r *run, limit int) (*deleter, error) {
 	d := &deleter{
 		r:         r,
 		limit:     limit,
+		pace:      deletePace,
 		pending:   make(map[string][]uint64),
 		purgedTo:  make(map[string]purgeMark),
 		heldSince: make(map[string]time.Time),
@@ -129,6 +137,9 @@ func newDeleter(r *run, limit int) (*deleter, error) {
 		flush:     make(chan struct{}),
 		abort:     make(chan struct{}),
 		done:      make(chan struct{}),
+	}
+	if r.e.cfg.Fsync == FsyncAlways {
+		d.pace = syncedDeletePace
 	}
 	d.cond.L = &d.mu
 	d.reply = r.nc.NewInbox() + "."
@@ -195,7 +206,7 @@ func (d *deleter) work() {
 			drain()
 			return
 		}
-		if early := deletePace - time.Since(last); retry == nil && early > 0 && !d.pressed() {
+		if early := d.pace - time.Since(last); retry == nil && early > 0 && !d.pressed() {
 			t := time.NewTimer(early)
 			select {
 			case <-t.C:
@@ -215,7 +226,7 @@ func (d *deleter) work() {
 			wait = deleteRetryWait
 		}
 		if held && retry == nil {
-			hold = time.After(deletePace)
+			hold = time.After(d.pace)
 		}
 	}
 }

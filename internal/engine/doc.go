@@ -19,8 +19,15 @@
 // where they were. Deletes still queued when Stop gives up are not applied,
 // and those messages stay in their logs.
 //
-// Durability: with Fsync "interval" (the default) JetStream syncs its files
-// every SyncInterval (default 2 minutes), so an acknowledged append survives a
+// Durability: with Fsync "interval" JetStream syncs its files every
+// SyncInterval (default 2 minutes), so an acknowledged append survives a
 // crash of the process (the OS page cache holds it) but not of the machine.
-// With Fsync "always" every append is synced before it is acknowledged.
+// With Fsync "always" every append is on stable storage before it is
+// acknowledged, and JetStream syncs every other change it makes to its files
+// (block rewrites, state, metadata) as well. Appends that arrive while a log
+// is busy share one sync (group commit, batch.go): standalone, concurrent
+// AppendAsync calls to a file log become JetStream atomic batches, which the
+// file store writes with their syncs deferred and syncs once before the
+// batch's acknowledgement. In a cluster the Raft log is synced on flush and
+// replication to a quorum is the batch.
 package engine

@@ -202,6 +202,10 @@ func routeURL(r string) (*url.URL, error) {
 
 func (e *impl) clustered() bool { return e.cfg.ClusterListen != "" || e.cfg.ExternalURL != "" }
 
+// groupCommit reports whether appends to file logs are batched so that many
+// share one sync (batch.go): Fsync always on a standalone embedded server.
+func (e *impl) groupCommit() bool { return e.cfg.Fsync == FsyncAlways && !e.clustered() }
+
 func (e *impl) nodeName() string { return e.cfg.NodeName }
 
 // running returns the current run or ErrStopped.
@@ -289,7 +293,7 @@ func (r *run) start(ctx context.Context) error {
 	// Standalone there are no leader elections, so "no responders" means no
 	// log captures the subject and appends fail at once; clustered they are
 	// retried for a moment.
-	pub, err := newPublisher(r, cfg.MaxPending, r.e.clustered())
+	pub, err := newPublisher(r, cfg.MaxPending, r.e.clustered(), r.e.groupCommit())
 	if err != nil {
 		return err
 	}

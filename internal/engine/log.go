@@ -74,6 +74,9 @@ func (e *impl) ensureLog(ctx context.Context, cfg LogConfig) error {
 	if err != nil {
 		return err
 	}
+	// Group commit publishes atomic batches (batch.go).
+	batch := r.pub.batch != nil && !cfg.Memory
+	sc.AllowAtomicPublish = batch
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	err = retryPlacement(ctx, func() error {
@@ -83,6 +86,7 @@ func (e *impl) ensureLog(ctx context.Context, cfg LogConfig) error {
 	if err != nil {
 		return fmt.Errorf("engine: ensuring log %q: %w", cfg.Name, mapJSErr(err))
 	}
+	r.pub.setLog(cfg.Name, cfg.Subjects, batch)
 	return nil
 }
 

@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -43,7 +44,8 @@ type publisher struct {
 	window     uint64
 	retry      bool // clustered: republish after "no responders" (leader elections)
 	prefix     string
-	replyBuf   []byte // prefix + id, rebuilt under mu for each publish
+	replyBuf   []byte   // prefix + id, rebuilt under mu for each publish
+	batch      *batcher // group commit; nil unless Fsync always standalone (batch.go)
 	sub        *nats.Subscription
 	slots      chan struct{} // one token per append in flight
 	kick       chan struct{} // cap 1: the maintenance goroutine should pop
@@ -70,6 +72,8 @@ type pendingAppend struct {
 	done     func(uint64, error)
 	seq      uint64
 	err      error
+	plainLog *logBatch  // a plain append counted in flight for its log (batching only)
+	batch    *openBatch // the batch this append belongs to (batching only)
 }
 
 const (
@@ -81,7 +85,7 @@ const (
 	pubCheckInterval = time.Second
 )
 
-func newPublisher(r *run, window int, retry bool) (*publisher, error) {
+func newPublisher(r *run, window int, retry, batch bool) (*publisher, error) {
 	p := &publisher{
 		r:        r,
 		window:   uint64(window),
@@ -98,6 +102,9 @@ func newPublisher(r *run, window int, retry bool) (*publisher, error) {
 		next:     1,
 	}
 	p.replyBuf = append(p.replyBuf, p.prefix...)
+	if batch {
+		p.batch = newBatcher(rand.Text()[:10])
+	}
 	p.ackTimeout.Store(int64(asyncAckTimeout))
 	var err error
 	p.sub, err = r.nc.Subscribe(p.prefix+"*", p.onAck)
@@ -135,9 +142,16 @@ func (p *publisher) publish(subject string, data []byte, done func(uint64, error
 	if p.retry {
 		e.data = slices.Clone(data)
 	}
-	err := p.r.nc.PublishRequest(subject, p.replyLocked(id), data)
+	var err error
+	batched := false
+	if p.batch != nil {
+		batched, err = p.batchedLocked(e, data)
+	}
+	if !batched {
+		err = p.r.nc.PublishRequest(subject, p.replyLocked(id), data)
+	}
 	if err != nil {
-		e.state, e.err = stateComplete, fmt.Errorf("engine: appending to %q: %w", subject, mapNatsErr(err))
+		p.completeLocked(e, 0, fmt.Errorf("engine: appending to %q: %w", subject, mapNatsErr(err)))
 	}
 	p.mu.Unlock()
 	if err != nil {
@@ -178,9 +192,18 @@ func (p *publisher) onAck(m *nats.Msg) {
 		p.mu.Unlock()
 		return // timed out or failed already
 	}
-	e.seq, e.err = parseAck(e.subject, m.Data)
-	e.state = stateComplete
-	ready := id == p.head
+	seq, err := parseAck(e.subject, m.Data)
+	if ob := e.batch; ob != nil {
+		if ob.committed && ob.ids[len(ob.ids)-1] == id {
+			p.finishBatchLocked(ob, seq, err)
+		}
+	} else {
+		if p.batch != nil && e.plainLog == nil && err == nil {
+			p.batch.learn(e.subject, m.Data)
+		}
+		p.completeLocked(e, seq, err)
+	}
+	ready := p.ring[p.head%p.window].state == stateComplete
 	p.mu.Unlock()
 	if ready {
 		p.pop()
@@ -203,9 +226,13 @@ func (p *publisher) noResponders(id uint64) {
 		time.AfterFunc(pubRetryWait, func() { p.republish(id) })
 		return
 	}
-	e.state = stateComplete
-	e.err = fmt.Errorf("engine: appending to %q: no log captures the subject: %w", e.subject, ErrNotFound)
-	ready := id == p.head
+	err := fmt.Errorf("engine: appending to %q: no log captures the subject: %w", e.subject, ErrNotFound)
+	if ob := e.batch; ob != nil {
+		p.finishBatchLocked(ob, 0, err)
+	} else {
+		p.completeLocked(e, 0, err)
+	}
+	ready := p.ring[p.head%p.window].state == stateComplete
 	p.mu.Unlock()
 	if ready {
 		p.pop()
@@ -310,9 +337,25 @@ func (p *publisher) failHead(minAge time.Duration, err error) bool {
 	if e.state != statePending || time.Since(e.sent) < minAge {
 		return false
 	}
-	e.state = stateComplete
-	e.err = fmt.Errorf("engine: appending to %q: %w", e.subject, err)
+	err = fmt.Errorf("engine: appending to %q: %w", e.subject, err)
+	if ob := e.batch; ob != nil {
+		p.finishBatchLocked(ob, 0, err) // the whole batch: its one ack is what is overdue
+	} else {
+		p.completeLocked(e, 0, err)
+	}
 	return true
+}
+
+// completeLocked completes a plain append; with batching it also ends the
+// append's count in flight for its log, which may let the log's open batch
+// commit. Caller holds mu.
+func (p *publisher) completeLocked(e *pendingAppend, seq uint64, err error) {
+	e.state, e.seq, e.err = stateComplete, seq, err
+	if lb := e.plainLog; lb != nil {
+		e.plainLog = nil
+		lb.plain--
+		p.settledLocked(lb)
+	}
 }
 
 // empty reports whether nothing is in flight.
@@ -360,9 +403,12 @@ func (p *publisher) failAll(err error) {
 	for id := p.head; id < p.next; id++ {
 		e := &p.ring[id%p.window]
 		if e.state == statePending {
-			e.state = stateComplete
+			e.state, e.plainLog = stateComplete, nil
 			e.err = fmt.Errorf("engine: appending to %q: %w", e.subject, err)
 		}
+	}
+	if p.batch != nil {
+		p.batch.reset()
 	}
 	p.mu.Unlock()
 	p.wake()
