@@ -103,5 +103,6 @@ func (b *core) overview() Overview {
 	o.Delivered = b.stats.delivered.Load()
 	o.Acked = b.stats.acked.Load()
 	o.Redelivered = b.stats.redelivered.Load()
+	o.Engine = b.eng.Stats()
 	return o
 }

@@ -1,6 +1,10 @@
 package broker
 
-import "context"
+import (
+	"context"
+
+	"github.com/heraldhq/herald/internal/engine"
+)
 
 // Broker is Herald's core. Create with New, then Start; Stop to shut down.
 // All methods are safe for concurrent use.
@@ -183,6 +187,7 @@ type Overview struct {
 	Consumers, Connections   int
 	Published, Delivered     uint64 // since start
 	Acked, Redelivered       uint64
+	Engine                   engine.Stats // the store's group commits
 }
 
 // Consumer is an active consumer.

@@ -101,6 +101,21 @@ func (e *Engine) Start(ctx context.Context) error { return e.start(ctx) }
 // Safe to call twice or before Start.
 func (e *Engine) Stop(ctx context.Context) { e.stop(ctx) }
 
+// Stats are the engine's counters since Start.
+type Stats struct {
+	// GroupCommits counts atomic batches committed (one sync each) by group
+	// commit; zero unless Fsync is "always" on a standalone server.
+	GroupCommits uint64
+	// BatchedAppends counts appends that shared a group commit.
+	BatchedAppends uint64
+	// PlainSyncedAppends counts appends to an idle file log under group
+	// commit, each synced on its own.
+	PlainSyncedAppends uint64
+}
+
+// Stats returns the engine's counters (zero before Start).
+func (e *Engine) Stats() Stats { return e.stats() }
+
 // Clustered reports whether this engine is part of a multi-node cluster.
 func (e *Engine) Clustered() bool { return e.clustered() }
 

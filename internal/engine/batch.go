@@ -313,3 +313,15 @@ func (p *publisher) setLog(name string, subjects []string, file bool) {
 	p.batch.setLog(name, slices.Clone(subjects), file)
 	p.mu.Unlock()
 }
+
+func (e *impl) stats() Stats {
+	r, err := e.running()
+	if err != nil || r.pub.batch == nil {
+		return Stats{}
+	}
+	p := r.pub
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b := p.batch
+	return Stats{GroupCommits: b.commits, BatchedAppends: b.batched, PlainSyncedAppends: b.plainLog}
+}

@@ -71,8 +71,19 @@ type overviewJSON struct {
 	MessageStats      messageStats   `json:"message_stats"`
 	QueueTotals       queueTotals    `json:"queue_totals"`
 	ObjectTotals      objectTotals   `json:"object_totals"`
+	Engine            *engineJSON    `json:"herald_engine,omitempty"`
 	Listeners         []any          `json:"listeners"`
 	Contexts          []any          `json:"contexts"`
+}
+
+// engineJSON is Herald's own addition to the overview (monitoring users
+// only): the store's group commits since start. syncs counts the sync
+// points under --fsync=always (batches plus appends synced alone).
+type engineJSON struct {
+	Syncs              uint64 `json:"syncs"`
+	GroupCommits       uint64 `json:"group_commits"`
+	BatchedAppends     uint64 `json:"batched_appends"`
+	PlainSyncedAppends uint64 `json:"plain_synced_appends"`
 }
 
 // rateSample is the counters of the previous overview, for rates.
@@ -124,6 +135,11 @@ func (a *API) getOverview(w http.ResponseWriter, r *http.Request, p *principal) 
 		Contexts:          []any{},
 	}
 	if p.monitor {
+		es := o.Engine
+		out.Engine = &engineJSON{
+			Syncs: es.GroupCommits + es.PlainSyncedAppends, GroupCommits: es.GroupCommits,
+			BatchedAppends: es.BatchedAppends, PlainSyncedAppends: es.PlainSyncedAppends,
+		}
 		out.QueueTotals = queueTotals{Messages: o.Messages, MessagesReady: o.Ready, MessagesUnacked: o.Unacked}
 		out.ObjectTotals = objectTotals{
 			Connections: o.Connections, Consumers: o.Consumers,
