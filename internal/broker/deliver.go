@@ -126,6 +126,7 @@ func (q *queue) settle(t *ticket, ack, requeue bool) {
 	e := t.e
 	q.unacked--
 	q.unackBytes -= int64(e.size)
+	q.held.remove(e.seq)
 	if t.c != nil {
 		t.c.unacked--
 	}
@@ -187,6 +188,7 @@ func (q *queue) ackRun(ds []*Delivery) {
 		e := t.e
 		q.unacked--
 		q.unackBytes -= int64(e.size)
+		q.held.remove(e.seq)
 		if t.c != nil {
 			t.c.unacked--
 		}
@@ -396,6 +398,7 @@ func (q *queue) deliveryLocked(e *entry, c *consumerState, lim *Limiter) *Delive
 		if msg == nil {
 			// Paged out: load it before the log copy is deleted.
 			q.deletes = q.deletes[:len(q.deletes)-1]
+			q.held.add(e.seq)
 			nd.settle = &pagedNoAck{q: q, e: e}
 		} else {
 			nd.settle = settled{}
@@ -404,6 +407,7 @@ func (q *queue) deliveryLocked(e *entry, c *consumerState, lim *Limiter) *Delive
 	}
 	q.unacked++
 	q.unackBytes += int64(e.size)
+	q.held.add(e.seq)
 	if c != nil {
 		c.unacked++
 	}
@@ -447,6 +451,9 @@ func (q *queue) load(d *Delivery) bool {
 	}
 	if p, ok := d.settle.(*pagedNoAck); ok {
 		q.b.eng.DeleteAsync(q.logName, p.e.seq)
+		q.mu.Lock()
+		q.held.remove(p.e.seq)
+		q.mu.Unlock()
 		d.settle = settled{}
 	}
 	if err != nil {
@@ -489,6 +496,7 @@ func (b *core) get(ctx context.Context, vhostName, queueName string, noAck bool,
 		d = &Delivery{Queue: q.name, Exchange: e.exchange, RoutingKey: e.key, Redelivered: e.deliveries > 1 || e.recovered, Message: msg, settle: settled{}}
 		if msg == nil {
 			d.settle = &pagedNoAck{q: q, e: e}
+			q.held.add(e.seq)
 			q.dropDedupLocked(e.dedup)
 		} else {
 			q.releaseLocked(e, true)

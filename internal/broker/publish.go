@@ -238,7 +238,13 @@ func (q *queue) deadLetterLocked(e *entry, reason string) {
 	msg := e.msg
 	q.releaseLocked(e, false)
 	e.msg = msg
-	q.outbox = append(q.outbox, func() { q.deadLetterNow(e, reason) })
+	q.held.add(e.seq) // until deadLetterNow has read it
+	q.outbox = append(q.outbox, func() {
+		q.deadLetterNow(e, reason)
+		q.mu.Lock()
+		q.held.remove(e.seq)
+		q.mu.Unlock()
+	})
 }
 
 // deadLetterNow republishes e to the DLX, then deletes the original from the

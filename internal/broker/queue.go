@@ -66,6 +66,7 @@ type queue struct {
 	tailBuf     []engine.Msg // cluster: messages tailed while scanning
 	outbox      []func()     // work to run after unlocking (dead-letters)
 	deletes     []uint64     // log sequences to delete after unlocking
+	held        held         // sequences out of the index still needed (held.go)
 }
 
 func newQueue(b *core, vh *vhost, rec queueRec, args queueArgs) *queue {
@@ -109,12 +110,16 @@ func (q *queue) flush() {
 		q.mu.Lock()
 		work, dels := q.outbox, q.deletes
 		q.outbox, q.deletes = nil, nil
+		floor := uint64(0)
+		if len(dels) > 0 {
+			floor = q.floorLocked(dels)
+		}
 		q.mu.Unlock()
 		if len(work) == 0 && len(dels) == 0 {
 			return
 		}
 		if len(dels) > 0 {
-			q.b.eng.DeleteAsyncMany(q.logName, dels)
+			q.b.eng.DeleteAsyncBelow(q.logName, q.subject, floor, dels)
 			q.mu.Lock()
 			if q.deletes == nil { // reuse the buffer: the engine copied dels
 				q.deletes = dels[:0]

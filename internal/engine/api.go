@@ -178,6 +178,18 @@ func (e *Engine) DeleteAsync(log string, seq uint64) { e.deleteAsync(log, seq) }
 // MaxPending deletes are pending, then queues the whole batch.
 func (e *Engine) DeleteAsyncMany(log string, seqs []uint64) { e.deleteAsyncMany(log, seqs) }
 
+// DeleteAsyncBelow is DeleteAsyncMany for messages of subject, with a
+// floor: the caller needs no message of subject below floor any more (those
+// of seqs and any others), so the engine removes them all with one filtered
+// purge of subject, and deletes only the seqs at or above floor one by one.
+// With Fsync always that is one sync for the lot instead of one per message
+// (JetStream writes and syncs a tombstone for each single delete). floor 0,
+// and any floor in a cluster (where appends may be retried out of order),
+// means none: it is then DeleteAsyncMany.
+func (e *Engine) DeleteAsyncBelow(log, subject string, floor uint64, seqs []uint64) {
+	e.deleteAsyncBelow(log, subject, floor, seqs)
+}
+
 // Purge removes the messages of subject (a literal subject or a wildcard
 // filter; "" means all) with sequence < upTo (0 means all). It returns how many
 // were removed.

@@ -1,10 +1,12 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -172,4 +174,50 @@ func TestSubjectMatch(t *testing.T) {
 	} {
 		require.Equal(t, c.want, subjectMatch(c.filter, c.subject), "%s ~ %s", c.filter, c.subject)
 	}
+}
+
+// TestDeleteAsyncBelow: a floor purges every message of its subject below
+// it (listed or not) with one filtered purge; other subjects and the listed
+// sequences at or above the floor are handled as single deletes; nothing
+// else is touched.
+func TestDeleteAsyncBelow(t *testing.T) {
+	t.Parallel()
+	e := setup(t, func(c *Config) { c.Fsync = FsyncAlways })
+	ensureLog(t, e, "B")
+	// Interleaved subjects: a at odd, b at even sequences 1..40.
+	appendAsyncN(t, e, 40, func(i int) string {
+		if i%2 == 0 {
+			return "B.a"
+		}
+		return "B.b"
+	})
+	// a: 1,3,...,39. Floor 21: a below 21 goes, plus listed 25 and 31.
+	e.DeleteAsyncBelow("B", "B.a", 21, []uint64{3, 7, 25, 31})
+	e.DeleteAsync("B", 2) // b's own single delete
+	want := map[uint64]bool{}
+	for s := uint64(1); s <= 40; s++ {
+		gone := (s%2 == 1 && (s < 21 || s == 25 || s == 31)) || s == 2
+		want[s] = !gone
+	}
+	require.Eventually(t, func() bool {
+		got := map[uint64]bool{}
+		for _, m := range scanAll(t, e, "B", "") {
+			got[m.Seq] = true
+		}
+		for s, keep := range want {
+			if got[s] != keep {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 10*time.Millisecond)
+
+	// Floor 0 is no floor: only the listed sequence goes.
+	e.DeleteAsyncBelow("B", "B.b", 0, []uint64{40})
+	require.Eventually(t, func() bool {
+		_, err := e.Get(testCtx(t), "B", 40)
+		return errors.Is(err, ErrNotFound)
+	}, 10*time.Second, 10*time.Millisecond)
+	_, err := e.Get(testCtx(t), "B", 38)
+	require.NoError(t, err)
 }

@@ -51,7 +51,9 @@ type deleter struct {
 	mu      sync.Mutex
 	cond    sync.Cond // signalled when room frees up or on close
 	pending map[string][]uint64
-	n       int // queued plus being applied
+	floors  map[subjectOf]uint64 // filtered purges to run: everything of the subject below
+	floored map[subjectOf]uint64 // the last floor purged per subject
+	n       int                  // queued plus being applied
 	closed  bool
 
 	wake  chan struct{} // cap 1: work arrived
@@ -130,6 +132,8 @@ func newDeleter(r *run, limit int) (*deleter, error) {
 		limit:     limit,
 		pace:      deletePace,
 		pending:   make(map[string][]uint64),
+		floors:    make(map[subjectOf]uint64),
+		floored:   make(map[subjectOf]uint64),
 		purgedTo:  make(map[string]purgeMark),
 		heldSince: make(map[string]time.Time),
 		gone:      make(map[string]goneSpans),
@@ -174,6 +178,83 @@ func (d *deleter) add(log string, seqs ...uint64) {
 	case d.wake <- struct{}{}:
 	default:
 	}
+}
+
+// subjectOf names a subject of a log.
+type subjectOf struct{ log, subject string }
+
+// addBelow queues a filtered purge of subject below floor and the deletes of
+// seqs at or above it (see Engine.DeleteAsyncBelow); it blocks like add.
+func (d *deleter) addBelow(log, subject string, floor uint64, seqs []uint64) {
+	rest := make([]uint64, 0, len(seqs))
+	covered := false
+	for _, s := range seqs {
+		if s < floor {
+			covered = true
+		} else {
+			rest = append(rest, s)
+		}
+	}
+	if covered {
+		k := subjectOf{log, subject}
+		d.mu.Lock()
+		if !d.closed {
+			d.floors[k] = max(d.floors[k], floor)
+		}
+		d.mu.Unlock()
+	}
+	if len(rest) > 0 {
+		d.add(log, rest...)
+		return
+	}
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// purgeFloors runs the queued filtered purges; it reports whether some
+// failed (they are queued again).
+func (d *deleter) purgeFloors() (failed bool) {
+	d.mu.Lock()
+	floors := d.floors
+	if len(floors) == 0 {
+		d.mu.Unlock()
+		return false
+	}
+	d.floors = make(map[subjectOf]uint64, len(floors))
+	d.mu.Unlock()
+	for k, floor := range floors {
+		d.mu.Lock()
+		done := floor <= d.floored[k]
+		d.mu.Unlock()
+		if done {
+			continue
+		}
+		select {
+		case <-d.abort:
+			return false
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
+		_, err := d.r.purge(ctx, k.log, k.subject, floor)
+		cancel()
+		switch {
+		case err == nil:
+			d.mu.Lock()
+			d.floored[k] = floor
+			d.mu.Unlock()
+		case errors.Is(err, ErrNotFound):
+			// The log is gone, and its messages with it.
+		default:
+			d.r.log.Warn("purging acknowledged messages failed; retrying", "log", k.log, "subject", k.subject, "below", floor, "err", err)
+			d.mu.Lock()
+			d.floors[k] = max(d.floors[k], floor)
+			d.mu.Unlock()
+			failed = true
+		}
+	}
+	return failed
 }
 
 func (d *deleter) work() {
@@ -245,6 +326,16 @@ func (d *deleter) forget(log string) {
 	d.mu.Lock()
 	delete(d.purgedTo, log)
 	delete(d.gone, log)
+	for k := range d.floors {
+		if k.log == log {
+			delete(d.floors, k)
+		}
+	}
+	for k := range d.floored {
+		if k.log == log {
+			delete(d.floored, k)
+		}
+	}
 	d.mu.Unlock()
 }
 
@@ -252,13 +343,14 @@ func (d *deleter) forget(log string) {
 // again to be retried (their replies were lost), and whether some were held
 // back (see apply).
 func (d *deleter) round() (again, held bool) {
+	again = d.purgeFloors()
 	d.mu.Lock()
 	batch := d.pending
 	d.pending = make(map[string][]uint64, len(batch))
 	mayHold := !d.closed && 4*d.n < 3*d.limit
 	d.mu.Unlock()
 	if len(batch) == 0 {
-		return false, false
+		return again, false
 	}
 	count, back, retried := 0, 0, 0
 	for log, seqs := range batch {
@@ -276,7 +368,7 @@ func (d *deleter) round() (again, held bool) {
 	d.n -= count - back
 	d.cond.Broadcast()
 	d.mu.Unlock()
-	return retried > 0, back > retried
+	return again || retried > 0, back > retried
 }
 
 // apply deletes seqs from log and returns those to retry (left) and those

@@ -277,6 +277,19 @@ func (e *impl) deleteAsyncMany(log string, seqs []uint64) {
 	r.del.add(log, seqs...)
 }
 
+func (e *impl) deleteAsyncBelow(log, subject string, floor uint64, seqs []uint64) {
+	r, err := e.running()
+	if err != nil {
+		e.log.Debug("deletes dropped: engine stopped", "log", log, "count", len(seqs))
+		return
+	}
+	if floor == 0 || e.clustered() {
+		e.deleteAsyncMany(log, seqs)
+		return
+	}
+	r.del.addBelow(log, subject, floor, seqs)
+}
+
 func (e *impl) purge(ctx context.Context, log, subject string, upTo uint64) (uint64, error) {
 	r, err := e.running()
 	if err != nil {
