@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Herald vs RabbitMQ on one machine, one driver, one run: starts a local
 # RabbitMQ (Debian's rabbitmq-server, loopback only) and Herald (twice: the
-# default --fsync=interval and --fsync=always), runs the same `herald bench
-# amqp` (PerfTest-style) workloads against each, alternating targets run by
-# run, and prints per-target medians, the brokers' CPU and RSS, and the
-# Herald : RabbitMQ ratios.
+# default --fsync=always, RabbitMQ's promise, and the weaker, faster
+# --fsync=interval), runs the same `herald bench amqp` (PerfTest-style)
+# workloads against each, alternating targets run by run, and prints
+# per-target medians, the brokers' CPU and RSS, Herald's sync points per
+# second and messages per sync, and the Herald : RabbitMQ ratios.
 #
 #   scripts/bench-rabbitmq.sh                        # everything: 3 runs x 12s
 #   RUNS=5 DURATION=20s scripts/bench-rabbitmq.sh    # longer
@@ -14,7 +15,8 @@
 #
 # Environment: RUNS (default 3), DURATION (default 12s), OUT (directory for
 # the JSON results and logs; default a new temporary one), HERALD_AMQP_PORT
-# (default 45672; the fsync=always Herald uses +1000; HTTP is +1),
+# (default 45672: the --fsync=always Herald; the --fsync=interval one uses
+# +1000; HTTP is +1),
 # RABBITMQ_DIST_PORT (Erlang distribution port, default 25672; change it if
 # something else holds that port), NOFILE (open-file limit for RabbitMQ,
 # default 20000: 1,000 queues and connections need more than 1024).
@@ -29,7 +31,7 @@ cd "$(dirname "$0")/.."
 ONLY=""
 STOP_AFTER=0
 URI=""
-TARGETS="herald rabbitmq herald-always"
+TARGETS="herald rabbitmq herald-interval"
 while [ $# -gt 0 ]; do
   case "$1" in
     --only) ONLY="$2"; shift 2 ;;
@@ -117,14 +119,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-declare -A URIS PIDS
+declare -A URIS PIDS HTTP
 for t in $TARGETS; do
   case "$t" in
-    herald) start_herald "$HPORT" interval; URIS[$t]="amqp://guest:guest@127.0.0.1:$HPORT/"; PIDS[$t]="${HERALD_PIDS[-1]}" ;;
-    herald-always) start_herald "$APORT" always; URIS[$t]="amqp://guest:guest@127.0.0.1:$APORT/"; PIDS[$t]="${HERALD_PIDS[-1]}" ;;
+    herald) start_herald "$HPORT" always; URIS[$t]="amqp://guest:guest@127.0.0.1:$HPORT/"; PIDS[$t]="${HERALD_PIDS[-1]}"; HTTP[$t]=$((HPORT + 1)) ;;
+    herald-interval) start_herald "$APORT" interval; URIS[$t]="amqp://guest:guest@127.0.0.1:$APORT/"; PIDS[$t]="${HERALD_PIDS[-1]}"; HTTP[$t]=$((APORT + 1)) ;;
     rabbitmq) start_rabbitmq; URIS[$t]="amqp://guest:guest@127.0.0.1:5672/"; PIDS[$t]="$(rabbitmq_pid)" ;;
     uri) URIS[$t]="$URI"; PIDS[$t]="" ;;
-    *) echo "unknown target $t (herald, rabbitmq, herald-always)" >&2; exit 2 ;;
+    *) echo "unknown target $t (herald, rabbitmq, herald-interval)" >&2; exit 2 ;;
   esac
 done
 
@@ -134,7 +136,7 @@ done
   if [ -n "${PIDS[rabbitmq]:-}" ]; then
     echo "rabbitmq: $(rabbitmqctl -q version 2>/dev/null), Erlang/OTP $(rabbitmqctl -q eval 'erlang:system_info(otp_release).' 2>/dev/null | tr -d '"'), default config (classic queues)"
   fi
-  echo "fsync: herald = --fsync=interval (written before the confirm, synced every 2 min); herald-always = --fsync=always; rabbitmq = persistent messages fsynced in batches before their confirms"
+  echo "fsync: herald = --fsync=always (synced before the confirm, group commit); herald-interval = --fsync=interval (written before the confirm, synced every 2 min); rabbitmq = persistent messages fsynced in batches before their confirms"
   echo "runs: $RUNS x $DURATION per workload and target, targets alternating: $TARGETS"
 } | tee "$OUT/machine.txt" >&2
 
@@ -143,13 +145,23 @@ done
 # fan-outs are rate-limited (10 msg/s in, 10 msg/s per queue out): unlimited,
 # the publisher outruns the consumers and the backlog, not the broker, sets
 # the numbers.
-BASE="-s 16 --persistent -c 192 -q 200 --multi-ack-every 50"
+OPTS="--persistent -c 192 -q 200 --multi-ack-every 50"
+BASE="-s 16 $OPTS"
 WORKLOADS=(
   "persistent-confirms|-x 1 -y 1 $BASE"
+  "persistent-confirms-1k|-x 1 -y 1 -s 1024 $OPTS"
+  "persistent-confirms-64k|-x 1 -y 1 -s 65536 $OPTS"
+  "10p-10q|-x 10 -y 10 --queues 10 -u herald-bench-10q $BASE"
   "persistent-rate-5000|-x 1 -y 1 $BASE -r 5000"
   "fanout-10-rate-10|-x 1 $BASE --fanout --queues 10 -u herald-bench-fan10 -r 10"
   "fanout-1000-rate-10|-x 1 $BASE --fanout --queues 1000 -u herald-bench-fan1000 -r 10"
 )
+
+engine_stats() { # engine_stats TARGET: Herald's herald_engine counters as JSON, {} elsewhere
+  local port=${HTTP[$1]:-}
+  [ -n "$port" ] || { echo '{}'; return; }
+  curl -s -u guest:guest "http://127.0.0.1:$port/api/overview" | jq -c '.herald_engine // {}' 2>/dev/null || echo '{}'
+}
 
 cpu_ticks() { [ -n "$1" ] && awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 rss_mib() { [ -n "$1" ] && awk '/VmRSS/{printf "%.0f", $2 / 1024}' "/proc/$1/status" 2>/dev/null || echo nan; }
@@ -160,15 +172,22 @@ median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if
 run_one() { # run_one WORKLOAD TARGET RUN FLAGS
   local name=$1 t=$2 i=$3 flags=$4 pid=${PIDS[$2]} f="$OUT/$1.$2.$3"
   echo "== $name $t run $i/$RUNS (load $(cut -d' ' -f1-3 /proc/loadavg)): herald bench amqp -h ${URIS[$t]} $flags -z $DURATION" >&2
-  local c0 c1 s0 s1
-  c0=$(cpu_ticks "$pid"); s0=$(date +%s.%N)
+  local c0 c1 s0 s1 e0 e1
+  c0=$(cpu_ticks "$pid"); s0=$(date +%s.%N); e0=$(engine_stats "$t")
   # shellcheck disable=SC2086
   if ! timeout 600 "$HERALD_BIN" bench amqp -h "${URIS[$t]}" $flags -z "$DURATION" -json --progress 0 > "$f.json" 2> "$f.err"; then
     echo "   failed: $(tail -1 "$f.err")" >&2
     echo '{}' > "$f.json"
   fi
-  c1=$(cpu_ticks "$pid"); s1=$(date +%s.%N)
-  # Broker CPU in cores over the whole run (setup included), RSS at the end.
+  c1=$(cpu_ticks "$pid"); s1=$(date +%s.%N); e1=$(engine_stats "$t")
+  # Broker CPU in cores over the whole run (setup included), RSS at the end;
+  # Herald's sync points (group commits + appends synced alone) per second
+  # and appends per sync point over the run.
+  jq --argjson e0 "$e0" --argjson e1 "$e1" --arg secs "$(awk -v a="$s0" -v b="$s1" 'BEGIN { print b - a }')" \
+    '. + (if ($e1.syncs // 0) > ($e0.syncs // 0) then
+      {syncs_per_s: ((($e1.syncs - $e0.syncs) / ($secs | tonumber)) | floor),
+       msgs_per_sync: ((($e1.batched_appends + $e1.plain_synced_appends - $e0.batched_appends - $e0.plain_synced_appends) / ($e1.syncs - $e0.syncs) * 10 | floor) / 10)}
+      else {} end)' "$f.json" > "$f.tmp" && mv "$f.tmp" "$f.json"
   jq --arg cpu "$(awk -v a="$c0" -v b="$c1" -v t="$TCK" -v s0="$s0" -v s1="$s1" 'BEGIN { printf "%.3f", (b - a) / t / (s1 - s0) }')" \
     --arg rss "$(rss_mib "$pid")" \
     --arg load "$(cut -d' ' -f1 /proc/loadavg)" \
@@ -183,7 +202,7 @@ col() { # col WORKLOAD TARGET JQ: median over runs
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "nan"; else printf "%.2f", a / b }'; }
 
 SUMMARY="$OUT/summary.txt"
-printf '%-21s %-14s %9s %9s %9s %8s %8s %8s %6s %7s %5s\n' workload target sent/s confirm/s recv/s p50_ms p99_ms cfm_p99 cpu rss_MiB load | tee "$SUMMARY"
+printf '%-23s %-15s %9s %9s %9s %8s %8s %8s %6s %7s %5s %7s %9s\n' workload target sent/s confirm/s recv/s p50_ms p99_ms cfm_p99 cpu rss_MiB load syncs/s msgs/sync | tee "$SUMMARY"
 for w in "${WORKLOADS[@]}"; do
   name="${w%%|*}"
   flags="${w#*|}"
@@ -196,17 +215,18 @@ for w in "${WORKLOADS[@]}"; do
     timeout 300 "$HERALD_BIN" bench amqp -h "${URIS[$t]}" $flags -x 0 -z 1s --progress 0 >/dev/null 2>&1 || true
   done
   for t in $TARGETS; do
-    printf '%-21s %-14s %9.0f %9.0f %9.0f %8.2f %8.2f %8.2f %6.2f %7.0f %5.1f\n' "$name" "$t" \
+    printf '%-23s %-15s %9.0f %9.0f %9.0f %8.2f %8.2f %8.2f %6.2f %7.0f %5.1f %7s %9s\n' "$name" "$t" \
       "$(col "$name" "$t" .sent_rate)" "$(col "$name" "$t" .confirmed_rate)" "$(col "$name" "$t" .received_rate)" \
       "$(col "$name" "$t" .latency_ms.p50)" "$(col "$name" "$t" .latency_ms.p99)" "$(col "$name" "$t" .confirm_latency_ms.p99)" \
-      "$(col "$name" "$t" .broker_cpu_cores)" "$(col "$name" "$t" .broker_rss_mib)" "$(col "$name" "$t" .load1)" | tee -a "$SUMMARY"
+      "$(col "$name" "$t" .broker_cpu_cores)" "$(col "$name" "$t" .broker_rss_mib)" "$(col "$name" "$t" .load1)" \
+      "$(col "$name" "$t" .syncs_per_s)" "$(col "$name" "$t" .msgs_per_sync)" | tee -a "$SUMMARY"
   done
   if [[ " $TARGETS " == *" rabbitmq "* ]]; then
     for t in $TARGETS; do
       [ "$t" = rabbitmq ] && continue
       h=$(col "$name" "$t" .received_rate); r=$(col "$name" rabbitmq .received_rate)
       hp=$(col "$name" "$t" .latency_ms.p99); rp=$(col "$name" rabbitmq .latency_ms.p99)
-      printf '%-21s %-14s recv/s ratio %s, p99 ratio %s (lower is better)\n' "$name" "$t:rabbitmq" \
+      printf '%-23s %-15s recv/s ratio %s, p99 ratio %s (lower is better)\n' "$name" "$t:rabbitmq" \
         "$(ratio "$h" "$r")" "$(ratio "$hp" "$rp")" | tee -a "$SUMMARY"
     done
   fi
