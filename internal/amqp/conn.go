@@ -270,11 +270,12 @@ func (c *conn) closeWith(e *amqpError) {
 		c.abort() // still negotiating: nothing to close politely
 		return
 	}
+	c.closeMu.Lock()
 	if !c.closeSent.CompareAndSwap(false, true) {
+		c.closeMu.Unlock()
 		return
 	}
 	c.out.pushControl(0, &wire.ConnectionClose{ReplyCode: e.code, ReplyText: e.replyText(), ClassID: e.classID, MethodID: e.methodID})
-	c.closeMu.Lock()
 	c.closeTimer = time.AfterFunc(c.closingTimeout(), c.abort)
 	c.closeMu.Unlock()
 	if e.code != wire.ConnectionForced {
@@ -675,7 +676,9 @@ func (c *conn) handleConnectionMethod(f wire.Frame) error {
 	case *wire.ConnectionClose:
 		// No connection.close of the server's may follow close-ok; one
 		// already queued makes this a simultaneous close, which is fine.
+		c.closeMu.Lock()
 		c.closeSent.Store(true)
+		c.closeMu.Unlock()
 		// Channels first, so that requeued messages are back before the
 		// client learns the connection is closed.
 		for id, ch := range c.channels {

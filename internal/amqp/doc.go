@@ -21,7 +21,7 @@
 //
 // # Lock order
 //
-//	channel.mu -> outbound.mu -> confirmer.mu
+//	channel.mu -> conn.closeMu -> outbound.mu -> confirmer.mu
 //	Server.mu and replyRegistry.mu are leaves.
 //
 // No lock of this package is held while calling the broker (publishing,
