@@ -181,12 +181,13 @@ run_one() { # run_one WORKLOAD TARGET RUN FLAGS
   fi
   c1=$(cpu_ticks "$pid"); s1=$(date +%s.%N); e1=$(engine_stats "$t")
   # Broker CPU in cores over the whole run (setup included), RSS at the end;
-  # Herald's sync points (group commits + appends synced alone) per second
-  # and appends per sync point over the run.
+  # Herald's sync rounds (group commits) and fsyncs per second, and writes
+  # per round, over the run.
   jq --argjson e0 "$e0" --argjson e1 "$e1" --arg secs "$(awk -v a="$s0" -v b="$s1" 'BEGIN { print b - a }')" \
-    '. + (if ($e1.syncs // 0) > ($e0.syncs // 0) then
-      {syncs_per_s: ((($e1.syncs - $e0.syncs) / ($secs | tonumber)) | floor),
-       msgs_per_sync: ((($e1.batched_appends + $e1.plain_synced_appends - $e0.batched_appends - $e0.plain_synced_appends) / ($e1.syncs - $e0.syncs) * 10 | floor) / 10)}
+    '. + (if ($e1.sync_rounds // 0) > ($e0.sync_rounds // 0) then
+      {syncs_per_s: ((($e1.sync_rounds - $e0.sync_rounds) / ($secs | tonumber)) | floor),
+       fsyncs_per_s: ((($e1.fsyncs - $e0.fsyncs) / ($secs | tonumber)) | floor),
+       msgs_per_sync: ((($e1.synced_appends - $e0.synced_appends) / ($e1.sync_rounds - $e0.sync_rounds) * 10 | floor) / 10)}
       else {} end)' "$f.json" > "$f.tmp" && mv "$f.tmp" "$f.json"
   jq --arg cpu "$(awk -v a="$c0" -v b="$c1" -v t="$TCK" -v s0="$s0" -v s1="$s1" 'BEGIN { printf "%.3f", (b - a) / t / (s1 - s0) }')" \
     --arg rss "$(rss_mib "$pid")" \

@@ -103,14 +103,16 @@ func (e *Engine) Stop(ctx context.Context) { e.stop(ctx) }
 
 // Stats are the engine's counters since Start.
 type Stats struct {
-	// GroupCommits counts atomic batches committed (one sync each) by group
-	// commit; zero unless Fsync is "always" on a standalone server.
-	GroupCommits uint64
-	// BatchedAppends counts appends that shared a group commit.
-	BatchedAppends uint64
-	// PlainSyncedAppends counts appends to an idle file log under group
-	// commit, each synced on its own.
-	PlainSyncedAppends uint64
+	// SyncRounds counts group-commit rounds (each syncs every log written
+	// since the previous one); zero unless Fsync is "always" on a
+	// standalone server.
+	SyncRounds uint64
+	// Fsyncs counts the fsync and fdatasync calls of those rounds (files
+	// and directories).
+	Fsyncs uint64
+	// SyncedAppends counts the writes (appends, KV writes) that waited for
+	// a round.
+	SyncedAppends uint64
 }
 
 // Stats returns the engine's counters (zero before Start).

@@ -22,7 +22,7 @@ import (
 )
 
 // Defaults and internal bounds. Lock order (outermost first):
-// impl.mu → run.mu → publisher.mu → deleter.mu.
+// impl.mu → run.mu → publisher.mu → deleter.mu, syncer.mu.
 const (
 	defaultSyncInterval = 2 * time.Minute
 	defaultMaxPending   = 4096
@@ -86,8 +86,9 @@ type run struct {
 	nc    *nats.Conn
 	js    jetstream.JetStream
 
-	pub *publisher // set once in start, under mu
-	del *deleter
+	pub  *publisher // set once in start, under mu
+	del  *deleter
+	sync *syncer // group commit (Fsync always, standalone); nil otherwise
 
 	disconnects atomic.Uint64 // connections lost so far
 
@@ -202,8 +203,8 @@ func routeURL(r string) (*url.URL, error) {
 
 func (e *impl) clustered() bool { return e.cfg.ClusterListen != "" || e.cfg.ExternalURL != "" }
 
-// groupCommit reports whether appends to file logs are batched so that many
-// share one sync (batch.go): Fsync always on a standalone embedded server.
+// groupCommit reports whether the engine syncs appends itself, many per
+// fsync (syncer.go): Fsync always on a standalone embedded server.
 func (e *impl) groupCommit() bool { return e.cfg.Fsync == FsyncAlways && !e.clustered() }
 
 func (e *impl) nodeName() string { return e.cfg.NodeName }
@@ -293,7 +294,10 @@ func (r *run) start(ctx context.Context) error {
 	// Standalone there are no leader elections, so "no responders" means no
 	// log captures the subject and appends fail at once; clustered they are
 	// retried for a moment.
-	pub, err := newPublisher(r, cfg.MaxPending, r.e.clustered(), r.e.groupCommit())
+	if r.e.groupCommit() {
+		r.sync = newSyncer(r, cfg.DataDir)
+	}
+	pub, err := newPublisher(r, cfg.MaxPending, r.e.clustered(), r.sync)
 	if err != nil {
 		return err
 	}
@@ -346,8 +350,10 @@ func (r *run) startServer(ctx context.Context) error {
 		DontListen:   cfg.ClientListen == "",
 		NoSigs:       true,
 		SyncInterval: cfg.SyncInterval,
-		SyncAlways:   cfg.Fsync == FsyncAlways,
-		MaxPayload:   int32(cfg.MaxRecordBytes),
+		// Standalone, the syncer makes writes durable (group commit);
+		// in a cluster JetStream syncs its Raft log on flush.
+		SyncAlways: cfg.Fsync == FsyncAlways && !r.e.groupCommit(),
+		MaxPayload: int32(cfg.MaxRecordBytes),
 
 		WriteDeadline: serverWriteDeadline,
 	}
@@ -370,6 +376,11 @@ func (r *run) startServer(ctx context.Context) error {
 		for _, rt := range cfg.Routes {
 			u, _ := routeURL(rt)
 			opts.Routes = append(opts.Routes, u)
+		}
+	}
+	if r.e.groupCommit() {
+		if _, err := restoreShadows(cfg.DataDir, r.log.Warn); err != nil {
+			return err
 		}
 	}
 	srv, err := server.NewServer(opts)
@@ -450,6 +461,9 @@ func (r *run) shutdown(ctx context.Context) {
 	}
 	r.del.close(dctx)
 	r.pub.close(dctx)
+	if r.sync != nil {
+		r.sync.close()
+	}
 
 	r.mu.Lock()
 	r.closing = true
@@ -482,6 +496,9 @@ func (r *run) abortStart() {
 	}
 	if r.pub != nil {
 		r.pub.close(ctx)
+	}
+	if r.sync != nil {
+		r.sync.close()
 	}
 	r.closeConn()
 }

@@ -50,7 +50,25 @@ func (e *impl) kv(ctx context.Context, cfg KVConfig) (*KV, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine: opening bucket %q: %w", cfg.Bucket, mapJSErr(err))
 	}
-	return &KV{kvImpl{r: r, kv: kv, bucket: cfg.Bucket}}, nil
+	k := &KV{kvImpl{r: r, kv: kv, bucket: cfg.Bucket}}
+	if r.sync != nil {
+		r.sync.setLog(k.stream(), !cfg.Memory)
+		if err := k.synced(ctx, nil); err != nil {
+			return nil, fmt.Errorf("engine: opening bucket %q: %w", cfg.Bucket, err)
+		}
+	}
+	return k, nil
+}
+
+// stream is the bucket's stream (JetStream's naming).
+func (kv *kvImpl) stream() string { return "KV_" + kv.bucket }
+
+// synced returns err, or with group commit once the write is on disk.
+func (kv *kvImpl) synced(ctx context.Context, err error) error {
+	if err != nil || kv.r.sync == nil {
+		return err
+	}
+	return kv.r.sync.wait(ctx, kv.stream())
 }
 
 // kvErr maps a KV error for key.
@@ -84,7 +102,7 @@ func (kv *kvImpl) put(ctx context.Context, key string, value []byte) (uint64, er
 	if err != nil {
 		return 0, kv.kvErr("put", key, err)
 	}
-	return rev, nil
+	return rev, kv.synced(ctx, nil)
 }
 
 func (kv *kvImpl) create(ctx context.Context, key string, value []byte) (uint64, error) {
@@ -97,7 +115,7 @@ func (kv *kvImpl) create(ctx context.Context, key string, value []byte) (uint64,
 	if err != nil {
 		return 0, kv.kvErr("create", key, err)
 	}
-	return rev, nil
+	return rev, kv.synced(ctx, nil)
 }
 
 func (kv *kvImpl) update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
@@ -110,7 +128,7 @@ func (kv *kvImpl) update(ctx context.Context, key string, value []byte, rev uint
 	if err != nil {
 		return 0, kv.kvErr("update", key, err)
 	}
-	return nrev, nil
+	return nrev, kv.synced(ctx, nil)
 }
 
 // wrongLastSeq reports a compare-and-set conflict: 10071 standalone, 10164 on
@@ -128,7 +146,7 @@ func (kv *kvImpl) delete(ctx context.Context, key string) error {
 	if err := kv.kv.Delete(ctx, key); err != nil {
 		return kv.kvErr("delete", key, err)
 	}
-	return nil
+	return kv.synced(ctx, nil)
 }
 
 // list reads the current values with a short-lived watcher: one consumer

@@ -74,9 +74,6 @@ func (e *impl) ensureLog(ctx context.Context, cfg LogConfig) error {
 	if err != nil {
 		return err
 	}
-	// Group commit publishes atomic batches (batch.go).
-	batch := r.pub.batch != nil && !cfg.Memory
-	sc.AllowAtomicPublish = batch
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	err = retryPlacement(ctx, func() error {
@@ -86,7 +83,13 @@ func (e *impl) ensureLog(ctx context.Context, cfg LogConfig) error {
 	if err != nil {
 		return fmt.Errorf("engine: ensuring log %q: %w", cfg.Name, mapJSErr(err))
 	}
-	r.pub.setLog(cfg.Name, cfg.Subjects, batch)
+	if r.sync != nil {
+		// The log's files and directories reach the disk before it is used.
+		r.sync.setLog(cfg.Name, !cfg.Memory)
+		if err := r.sync.wait(ctx, cfg.Name); err != nil {
+			return fmt.Errorf("engine: ensuring log %q: %w", cfg.Name, err)
+		}
+	}
 	return nil
 }
 
@@ -125,6 +128,9 @@ func (e *impl) deleteLog(ctx context.Context, name string) error {
 	defer cancel()
 	err = r.js.DeleteStream(ctx, name)
 	r.del.forget(name)
+	if r.sync != nil {
+		r.sync.forget(name)
+	}
 	if err != nil {
 		return fmt.Errorf("engine: deleting log %q: %w", name, mapJSErr(err))
 	}
@@ -165,7 +171,11 @@ func (e *impl) append(ctx context.Context, subject string, data []byte) (uint64,
 		if err != nil {
 			return 0, fmt.Errorf("engine: appending to %q: %w", subject, mapNatsErr(err))
 		}
-		return parseAck(subject, m.Data)
+		seq, err := parseAck(subject, m.Data)
+		if err == nil && r.sync != nil {
+			err = r.sync.wait(ctx, ackStream(m.Data))
+		}
+		return seq, err
 	}
 }
 

@@ -3,7 +3,6 @@ package engine
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -44,8 +43,8 @@ type publisher struct {
 	window     uint64
 	retry      bool // clustered: republish after "no responders" (leader elections)
 	prefix     string
-	replyBuf   []byte   // prefix + id, rebuilt under mu for each publish
-	batch      *batcher // group commit; nil unless Fsync always standalone (batch.go)
+	replyBuf   []byte  // prefix + id, rebuilt under mu for each publish
+	sync       *syncer // group commit; nil unless Fsync always standalone (syncer.go)
 	sub        *nats.Subscription
 	slots      chan struct{} // one token per append in flight
 	kick       chan struct{} // cap 1: the maintenance goroutine should pop
@@ -72,8 +71,7 @@ type pendingAppend struct {
 	done     func(uint64, error)
 	seq      uint64
 	err      error
-	plainLog *logBatch  // a plain append counted in flight for its log (batching only)
-	batch    *openBatch // the batch this append belongs to (batching only)
+	need     uint64 // the sync round that makes it durable; 0 = none (syncer.go)
 }
 
 const (
@@ -85,7 +83,7 @@ const (
 	pubCheckInterval = time.Second
 )
 
-func newPublisher(r *run, window int, retry, batch bool) (*publisher, error) {
+func newPublisher(r *run, window int, retry bool, sync *syncer) (*publisher, error) {
 	p := &publisher{
 		r:        r,
 		window:   uint64(window),
@@ -102,9 +100,7 @@ func newPublisher(r *run, window int, retry, batch bool) (*publisher, error) {
 		next:     1,
 	}
 	p.replyBuf = append(p.replyBuf, p.prefix...)
-	if batch {
-		p.batch = newBatcher(rand.Text()[:10])
-	}
+	p.sync = sync
 	p.ackTimeout.Store(int64(asyncAckTimeout))
 	var err error
 	p.sub, err = r.nc.Subscribe(p.prefix+"*", p.onAck)
@@ -142,16 +138,9 @@ func (p *publisher) publish(subject string, data []byte, done func(uint64, error
 	if p.retry {
 		e.data = slices.Clone(data)
 	}
-	var err error
-	batched := false
-	if p.batch != nil {
-		batched, err = p.batchedLocked(e, data)
-	}
-	if !batched {
-		err = p.r.nc.PublishRequest(subject, p.replyLocked(id), data)
-	}
+	err := p.r.nc.PublishRequest(subject, p.replyLocked(id), data)
 	if err != nil {
-		p.completeLocked(e, 0, fmt.Errorf("engine: appending to %q: %w", subject, mapNatsErr(err)))
+		e.state, e.err = stateComplete, fmt.Errorf("engine: appending to %q: %w", subject, mapNatsErr(err))
 	}
 	p.mu.Unlock()
 	if err != nil {
@@ -192,18 +181,12 @@ func (p *publisher) onAck(m *nats.Msg) {
 		p.mu.Unlock()
 		return // timed out or failed already
 	}
-	seq, err := parseAck(e.subject, m.Data)
-	if ob := e.batch; ob != nil {
-		if ob.committed && ob.ids[len(ob.ids)-1] == id {
-			p.finishBatchLocked(ob, seq, err)
-		}
-	} else {
-		if p.batch != nil && e.plainLog == nil && err == nil {
-			p.batch.learn(e.subject, m.Data)
-		}
-		p.completeLocked(e, seq, err)
+	e.seq, e.err = parseAck(e.subject, m.Data)
+	e.state = stateComplete
+	if e.err == nil && p.sync != nil {
+		e.need = p.sync.mark(ackStream(m.Data))
 	}
-	ready := p.ring[p.head%p.window].state == stateComplete
+	ready := id == p.head
 	p.mu.Unlock()
 	if ready {
 		p.pop()
@@ -226,13 +209,9 @@ func (p *publisher) noResponders(id uint64) {
 		time.AfterFunc(pubRetryWait, func() { p.republish(id) })
 		return
 	}
-	err := fmt.Errorf("engine: appending to %q: no log captures the subject: %w", e.subject, ErrNotFound)
-	if ob := e.batch; ob != nil {
-		p.finishBatchLocked(ob, 0, err)
-	} else {
-		p.completeLocked(e, 0, err)
-	}
-	ready := p.ring[p.head%p.window].state == stateComplete
+	e.state = stateComplete
+	e.err = fmt.Errorf("engine: appending to %q: no log captures the subject: %w", e.subject, ErrNotFound)
+	ready := id == p.head
 	p.mu.Unlock()
 	if ready {
 		p.pop()
@@ -312,6 +291,18 @@ func (p *publisher) pop() {
 			p.mu.Unlock()
 			return
 		}
+		if e.need != 0 {
+			// Acknowledged by the log; confirmed once synced.
+			over, serr := p.sync.result(e.need)
+			if !over && !p.aborted() {
+				p.mu.Unlock()
+				return // the round's end wakes the maintenance goroutine
+			}
+			if !over {
+				serr = fmt.Errorf("engine: appending to %q: stopped before it was synced: %w", e.subject, ErrStopped)
+			}
+			e.need, e.err = 0, serr
+		}
 		done, seq, err := e.done, e.seq, e.err
 		p.mu.Unlock()
 		// The entry stays at the head until done returns, so a drained ring
@@ -322,6 +313,15 @@ func (p *publisher) pop() {
 		p.head++
 		p.mu.Unlock()
 		<-p.slots
+	}
+}
+
+func (p *publisher) aborted() bool {
+	select {
+	case <-p.abort:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -337,25 +337,9 @@ func (p *publisher) failHead(minAge time.Duration, err error) bool {
 	if e.state != statePending || time.Since(e.sent) < minAge {
 		return false
 	}
-	err = fmt.Errorf("engine: appending to %q: %w", e.subject, err)
-	if ob := e.batch; ob != nil {
-		p.finishBatchLocked(ob, 0, err) // the whole batch: its one ack is what is overdue
-	} else {
-		p.completeLocked(e, 0, err)
-	}
+	e.state = stateComplete
+	e.err = fmt.Errorf("engine: appending to %q: %w", e.subject, err)
 	return true
-}
-
-// completeLocked completes a plain append; with batching it also ends the
-// append's count in flight for its log, which may let the log's open batch
-// commit. Caller holds mu.
-func (p *publisher) completeLocked(e *pendingAppend, seq uint64, err error) {
-	e.state, e.seq, e.err = stateComplete, seq, err
-	if lb := e.plainLog; lb != nil {
-		e.plainLog = nil
-		lb.plain--
-		p.settledLocked(lb)
-	}
 }
 
 // empty reports whether nothing is in flight.
@@ -385,6 +369,7 @@ func (p *publisher) maintain() {
 			for p.failHead(0, ErrStopped) {
 				p.pop()
 			}
+			p.pop() // appends acknowledged but not synced fail too
 			return
 		}
 		p.pop()
@@ -403,12 +388,9 @@ func (p *publisher) failAll(err error) {
 	for id := p.head; id < p.next; id++ {
 		e := &p.ring[id%p.window]
 		if e.state == statePending {
-			e.state, e.plainLog = stateComplete, nil
+			e.state = stateComplete
 			e.err = fmt.Errorf("engine: appending to %q: %w", e.subject, err)
 		}
-	}
-	if p.batch != nil {
-		p.batch.reset()
 	}
 	p.mu.Unlock()
 	p.wake()

@@ -77,13 +77,13 @@ type overviewJSON struct {
 }
 
 // engineJSON is Herald's own addition to the overview (monitoring users
-// only): the store's group commits since start. syncs counts the sync
-// points under --fsync=always (batches plus appends synced alone).
+// only): the store's group commit since start, under --fsync=always
+// (standalone): sync rounds, the fsyncs they made, and the writes that
+// waited for one.
 type engineJSON struct {
-	Syncs              uint64 `json:"syncs"`
-	GroupCommits       uint64 `json:"group_commits"`
-	BatchedAppends     uint64 `json:"batched_appends"`
-	PlainSyncedAppends uint64 `json:"plain_synced_appends"`
+	SyncRounds    uint64 `json:"sync_rounds"`
+	Fsyncs        uint64 `json:"fsyncs"`
+	SyncedAppends uint64 `json:"synced_appends"`
 }
 
 // rateSample is the counters of the previous overview, for rates.
@@ -136,10 +136,7 @@ func (a *API) getOverview(w http.ResponseWriter, r *http.Request, p *principal) 
 	}
 	if p.monitor {
 		es := o.Engine
-		out.Engine = &engineJSON{
-			Syncs: es.GroupCommits + es.PlainSyncedAppends, GroupCommits: es.GroupCommits,
-			BatchedAppends: es.BatchedAppends, PlainSyncedAppends: es.PlainSyncedAppends,
-		}
+		out.Engine = &engineJSON{SyncRounds: es.SyncRounds, Fsyncs: es.Fsyncs, SyncedAppends: es.SyncedAppends}
 		out.QueueTotals = queueTotals{Messages: o.Messages, MessagesReady: o.Ready, MessagesUnacked: o.Unacked}
 		out.ObjectTotals = objectTotals{
 			Connections: o.Connections, Consumers: o.Consumers,

@@ -3,6 +3,8 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
@@ -11,20 +13,8 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// batchStats reads the batcher's counters.
-func batchStats(t *testing.T, e *Engine) (commits, batched, plain uint64) {
-	t.Helper()
-	r, err := e.running()
-	require.NoError(t, err)
-	require.NotNil(t, r.pub.batch, "group commit is off")
-	r.pub.mu.Lock()
-	defer r.pub.mu.Unlock()
-	b := r.pub.batch
-	return b.commits, b.batched, b.plainLog
-}
-
 // TestGroupCommit appends concurrently from several goroutines to two file
-// logs with Fsync always: appends share batches, every done reports the
+// logs with Fsync always: appends share sync rounds, every done reports the
 // sequence its own data was stored at, each goroutine's appends are stored
 // in its order, and a restart finds them all.
 func TestGroupCommit(t *testing.T) {
@@ -33,6 +23,7 @@ func TestGroupCommit(t *testing.T) {
 	e := startEngine(t, cfg)
 	ensureLog(t, e, "G")
 	ensureLog(t, e, "H")
+	before := e.Stats()
 
 	const writers, per = 8, 500
 	type result struct {
@@ -57,7 +48,7 @@ func TestGroupCommit(t *testing.T) {
 				inner.Add(1)
 				require.NoError(t, e.AppendAsync(subject, []byte(data), func(seq uint64, err error) {
 					defer inner.Done()
-					if !(err == nil) {
+					if err != nil {
 						t.Errorf("append %s: %v", data, err)
 						return
 					}
@@ -72,10 +63,12 @@ func TestGroupCommit(t *testing.T) {
 	wg.Wait()
 	require.Len(t, results, writers*per)
 
-	commits, batched, _ := batchStats(t, e)
-	t.Logf("commits %d, batched appends %d of %d", commits, batched, writers*per)
-	require.NotZero(t, commits, "no batch was committed")
-	require.Greater(t, batched, uint64(writers*per/2), "most concurrent appends should share batches")
+	st := e.Stats()
+	rounds, appends := st.SyncRounds-before.SyncRounds, st.SyncedAppends-before.SyncedAppends
+	t.Logf("%d appends in %d sync rounds, %d fsyncs", appends, rounds, st.Fsyncs-before.Fsyncs)
+	require.Equal(t, uint64(writers*per), appends)
+	require.NotZero(t, rounds)
+	require.Less(t, rounds, appends/4, "concurrent appends should share sync rounds")
 
 	check := func(e *Engine) {
 		t.Helper()
@@ -104,76 +97,55 @@ func TestGroupCommit(t *testing.T) {
 	check(startEngine(t, cfg))
 }
 
-// TestGroupCommitIdleLog: a lone append to an idle log is plain (one sync,
-// no batch), and appends to memory logs are never batched.
-func TestGroupCommitIdleLog(t *testing.T) {
+// TestGroupCommitMemoryAndKV: appends to memory logs wait for no sync; KV
+// writes and synchronous appends to file logs do.
+func TestGroupCommitMemoryAndKV(t *testing.T) {
 	t.Parallel()
 	e := setup(t, func(c *Config) { c.Fsync = FsyncAlways })
-	ensureLog(t, e, "I")
 	ensureLog(t, e, "M", func(c *LogConfig) { c.Memory = true })
-	for i := range 5 {
-		appendAsyncN(t, e, 1, func(int) string { return "I.x" })
-		_ = i
-	}
-	commits, batched, plain := batchStats(t, e)
-	require.Zero(t, commits)
-	require.Zero(t, batched)
-	require.Equal(t, uint64(5), plain, "appends to an idle log are plain")
+	before := e.Stats()
+	appendAsyncN(t, e, 500, func(i int) string { return "M." + strconv.Itoa(i%3) })
+	require.Equal(t, before.SyncedAppends, e.Stats().SyncedAppends)
+	require.Len(t, scanAll(t, e, "M", ""), 500)
 
-	appendAsyncN(t, e, 2000, func(i int) string { return "M." + strconv.Itoa(i%3) })
-	commits, batched, _ = batchStats(t, e)
-	require.Zero(t, commits)
-	require.Zero(t, batched)
-	require.Len(t, scanAll(t, e, "M", ""), 2000)
-}
-
-// TestGroupCommitBatchFails: when a batch's commit is refused (here the log
-// is deleted while the batch is open), every append in it fails; none is
-// reported stored.
-func TestGroupCommitBatchFails(t *testing.T) {
-	t.Parallel()
-	e := setup(t, func(c *Config) { c.Fsync = FsyncAlways })
-	ensureLog(t, e, "X")
-	appendAsyncN(t, e, 1, func(int) string { return "X.a" }) // learn the route
-
-	r, err := e.running()
+	ensureLog(t, e, "F")
+	before = e.Stats()
+	appendN(t, e, "F.x", 3)
+	kv, err := e.KV(testCtx(t), KVConfig{Bucket: "meta"})
 	require.NoError(t, err)
-	// Hold the log busy with a counted plain append that never completes,
-	// so the appends below join an open batch and wait.
-	r.pub.mu.Lock()
-	lb := r.pub.batch.routes["X.a"]
-	require.NotNil(t, lb)
-	lb.plain++
-	r.pub.mu.Unlock()
-
-	const n = 50
-	errs := make(chan error, n)
-	for i := range n {
-		require.NoError(t, e.AppendAsync("X.a", []byte(strconv.Itoa(i)), func(_ uint64, err error) { errs <- err }))
-	}
-	require.NoError(t, e.DeleteLog(testCtx(t), "X"))
-	r.pub.mu.Lock()
-	lb.plain--
-	r.pub.settledLocked(lb) // commits the open batch to a log that is gone
-	r.pub.mu.Unlock()
-	for range n {
-		require.Error(t, <-errs)
-	}
+	_, err = kv.Put(testCtx(t), "k", []byte("v"))
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, e.Stats().SyncedAppends-before.SyncedAppends, uint64(4))
 }
 
-func TestSubjectMatch(t *testing.T) {
+// TestShadowRestore: a block file replaced after the last sync round (as a
+// JetStream compaction does: a new file renamed over the old one) whose
+// data never reached the disk is put back from its shadow at start, with
+// every acknowledged message.
+func TestShadowRestore(t *testing.T) {
 	t.Parallel()
-	for _, c := range []struct {
-		filter, subject string
-		want            bool
-	}{
-		{"a.>", "a.b", true}, {"a.>", "a.b.c", true}, {"a.>", "a", false}, {"a.>", "b.c", false},
-		{"a.*", "a.b", true}, {"a.*", "a.b.c", false}, {"a.*.c", "a.b.c", true}, {"a.*.c", "a.b.d", false},
-		{"a.b", "a.b", true}, {"a.b", "a.bc", false}, {"a.b", "a.b.c", false}, {"a.b.c", "a.b", false},
-		{">", "x", true}, {"*", "x", true}, {"*", "x.y", false},
-	} {
-		require.Equal(t, c.want, subjectMatch(c.filter, c.subject), "%s ~ %s", c.filter, c.subject)
-	}
+	cfg := Config{DataDir: t.TempDir(), NodeName: "sr", Fsync: FsyncAlways, Logger: testLogger(t)}
+	e := startEngine(t, cfg)
+	ensureLog(t, e, "R")
+	appendAsyncN(t, e, 100, func(i int) string { return "R.x" })
+	e.Stop(testCtx(t))
+
+	msgs := filepath.Join(cfg.DataDir, "jetstream", "$G", "streams", "R", "msgs")
+	blk := filepath.Join(msgs, "1.blk")
+	shadow := filepath.Join(cfg.DataDir, shadowDir, "R", "msgs", "1.blk")
+	var a, b os.FileInfo
+	a, err := os.Stat(blk)
+	require.NoError(t, err)
+	b, err = os.Stat(shadow)
+	require.NoError(t, err)
+	require.True(t, os.SameFile(a, b), "the shadow is the synced block")
+	// The power cut: the replacement's rename reached the disk, its data
+	// did not.
+	require.NoError(t, os.WriteFile(blk+".tmp", nil, 0o640))
+	require.NoError(t, os.Rename(blk+".tmp", blk))
+
+	e2 := startEngine(t, cfg)
+	require.Len(t, scanAll(t, e2, "R", ""), 100)
 }
 
 // TestDeleteAsyncBelow: a floor purges every message of its subject below
