@@ -53,7 +53,7 @@ func (e *impl) kv(ctx context.Context, cfg KVConfig) (*KV, error) {
 	k := &KV{kvImpl{r: r, kv: kv, bucket: cfg.Bucket}}
 	if r.sync != nil {
 		r.sync.setLog(k.stream(), !cfg.Memory)
-		if err := k.synced(ctx, nil); err != nil {
+		if err := r.sync.wait(ctx, k.stream(), true); err != nil {
 			return nil, fmt.Errorf("engine: opening bucket %q: %w", cfg.Bucket, err)
 		}
 	}
@@ -68,7 +68,7 @@ func (kv *kvImpl) synced(ctx context.Context, err error) error {
 	if err != nil || kv.r.sync == nil {
 		return err
 	}
-	return kv.r.sync.wait(ctx, kv.stream())
+	return kv.r.sync.wait(ctx, kv.stream(), false)
 }
 
 // kvErr maps a KV error for key.

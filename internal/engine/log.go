@@ -86,7 +86,7 @@ func (e *impl) ensureLog(ctx context.Context, cfg LogConfig) error {
 	if r.sync != nil {
 		// The log's files and directories reach the disk before it is used.
 		r.sync.setLog(cfg.Name, !cfg.Memory)
-		if err := r.sync.wait(ctx, cfg.Name); err != nil {
+		if err := r.sync.wait(ctx, cfg.Name, true); err != nil {
 			return fmt.Errorf("engine: ensuring log %q: %w", cfg.Name, err)
 		}
 	}
@@ -173,7 +173,7 @@ func (e *impl) append(ctx context.Context, subject string, data []byte) (uint64,
 		}
 		seq, err := parseAck(subject, m.Data)
 		if err == nil && r.sync != nil {
-			err = r.sync.wait(ctx, ackStream(m.Data))
+			err = r.sync.wait(ctx, ackStream(m.Data), false)
 		}
 		return seq, err
 	}

@@ -56,7 +56,8 @@ type syncer struct {
 
 	mu      sync.Mutex
 	dirty   map[string]struct{}
-	started uint64 // rounds started; an append marked now needs started+1
+	full    map[string]bool // logs whose next round looks at every file
+	started uint64          // rounds started; an append marked now needs started+1
 	file    map[string]bool
 	failed  map[uint64]error // rounds that failed (bounded: maxFailedRounds)
 	closed  bool
@@ -76,8 +77,19 @@ type syncer struct {
 // syncedLog is what the last rounds synced of one log.
 type syncedLog struct {
 	files    map[string]fileID // relative path → synced inode and size
-	lastFull time.Time         // last scan of every block
+	lastFull time.Time         // last scan of every file
 	dirReady bool              // the log's directories were synced once
+	newest   uint64            // the highest block index seen
+	fd       *os.File          // the newest block, kept open between rounds
+	fdName   string
+	fdIno    uint64
+}
+
+func (sl *syncedLog) closeFD() {
+	if sl.fd != nil {
+		_ = sl.fd.Close()
+		sl.fd, sl.fdName, sl.fdIno = nil, "", 0
+	}
 }
 
 type fileID struct {
@@ -89,10 +101,12 @@ const (
 	shadowDir       = "herald-shadow"
 	streamStateFile = "index.db"
 	maxFailedRounds = 1024
-	// fullScanEvery bounds how often a round looks at blocks below the
-	// newest it knows: older blocks change only when JetStream compacts
-	// them, and until their new version is synced their shadow holds the
-	// old one, so noticing late costs disk space, not safety.
+	// fullScanEvery bounds how often a round looks at every file of a log;
+	// the others look at the newest block and those created after it. Older
+	// blocks and the config files change only when JetStream replaces them,
+	// and until the new version is synced the shadow holds the old one, so
+	// noticing late costs disk space, not safety (EnsureLog asks for a full
+	// round).
 	fullScanEvery = 200 * time.Millisecond
 )
 
@@ -104,6 +118,7 @@ func newSyncer(r *run, dataDir string) *syncer {
 		streams: filepath.Join(dataDir, "jetstream", "$G", "streams"),
 		shadows: filepath.Join(dataDir, shadowDir),
 		dirty:   make(map[string]struct{}),
+		full:    make(map[string]bool),
 		file:    make(map[string]bool),
 		failed:  make(map[uint64]error),
 		kick:    make(chan struct{}, 1),
@@ -146,13 +161,20 @@ func (s *syncer) forget(log string) {
 
 // mark records a write to log and returns the round generation that makes
 // it durable, or 0 when none is needed (a memory log).
-func (s *syncer) mark(log string) uint64 {
+func (s *syncer) mark(log string) uint64 { return s.markAll(log, false) }
+
+// markAll is mark; with full the round looks at every file of the log (its
+// config files, every block), not only the newest blocks.
+func (s *syncer) markAll(log string, full bool) uint64 {
 	s.mu.Lock()
 	if log == "" || !s.isFileLocked(log) {
 		s.mu.Unlock()
 		return 0
 	}
 	s.dirty[log] = struct{}{}
+	if full {
+		s.full[log] = true
+	}
 	s.appends.Add(1)
 	gen := s.started + 1
 	s.mu.Unlock()
@@ -178,9 +200,10 @@ func (s *syncer) result(gen uint64) (bool, error) {
 }
 
 // wait marks log and blocks until the round that makes the write durable
-// is over, or ctx ends.
-func (s *syncer) wait(ctx context.Context, log string) error {
-	gen := s.mark(log)
+// is over, or ctx ends; with full that round looks at every file of the log
+// (a log created or reconfigured).
+func (s *syncer) wait(ctx context.Context, log string, full bool) error {
+	gen := s.markAll(log, full)
 	if gen == 0 {
 		return nil
 	}
@@ -206,6 +229,11 @@ func (s *syncer) wait(ctx context.Context, log string) error {
 
 func (s *syncer) work() {
 	defer close(s.stopped)
+	defer func() {
+		for _, sl := range s.logs {
+			sl.closeFD()
+		}
+	}()
 	for {
 		select {
 		case <-s.kick:
@@ -226,13 +254,17 @@ func (s *syncer) round() {
 		return
 	}
 	s.dirty = make(map[string]struct{}, len(logs))
+	fulls := s.full
+	if len(fulls) > 0 {
+		s.full = make(map[string]bool)
+	}
 	s.started++
 	gen := s.started
 	s.mu.Unlock()
 
 	var err error
 	for log := range logs {
-		if e := s.syncLog(log); e != nil {
+		if e := s.syncLog(log, fulls[log]); e != nil {
 			s.r.log.Error("syncing log files failed: the appends waiting for it fail", "log", log, "err", e)
 			err = fmt.Errorf("engine: syncing log %q: %w", log, e)
 		}
@@ -254,7 +286,7 @@ func (s *syncer) round() {
 }
 
 // syncLog syncs what changed in one log's files and updates their shadows.
-func (s *syncer) syncLog(log string) error {
+func (s *syncer) syncLog(log string, full bool) error {
 	dir := filepath.Join(s.streams, log)
 	sl := s.logs[log]
 	if sl == nil {
@@ -262,10 +294,11 @@ func (s *syncer) syncLog(log string) error {
 		s.logs[log] = sl
 	}
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		sl.closeFD()
 		delete(s.logs, log) // deleted (or memory): nothing to sync
 		return nil
 	}
-	full := time.Since(sl.lastFull) >= fullScanEvery
+	full = full || sl.newest == 0 || time.Since(sl.lastFull) >= fullScanEvery
 	if full {
 		sl.lastFull = time.Now()
 	}
@@ -319,6 +352,24 @@ func (s *syncer) syncLog(log string) error {
 // removed.
 func (s *syncer) changedFiles(dir string, sl *syncedLog, full bool) ([]string, error) {
 	var out []string
+	if !full {
+		// The newest block and any created after it; older blocks and the
+		// config files wait for a full round.
+		for i := sl.newest; ; i++ {
+			name := "msgs/" + strconv.FormatUint(i, 10) + ".blk"
+			var st syscall.Stat_t
+			if err := syscall.Lstat(filepath.Join(dir, name), &st); err != nil {
+				if i == sl.newest {
+					sl.lastFull = time.Time{} // removed: look at everything next round
+				}
+				return out, nil
+			}
+			if prev := sl.files[name]; st.Ino != prev.ino || st.Size != prev.size {
+				out = append(out, name)
+			}
+			sl.newest = i
+		}
+	}
 	for _, name := range []string{"meta.inf", "meta.sum"} {
 		if changed(filepath.Join(dir, name), sl.files[name]) {
 			out = append(out, name)
@@ -334,20 +385,16 @@ func (s *syncer) changedFiles(dir string, sl *syncedLog, full bool) ([]string, e
 			newest = max(newest, i)
 		}
 	}
+	sl.newest = newest
 	seen := make(map[string]bool, len(ents))
 	for _, ent := range ents {
 		n := ent.Name()
-		i, ok := blockIndex(n)
-		if !ok {
+		if _, ok := blockIndex(n); !ok {
 			continue
 		}
 		name := "msgs/" + n
 		seen[name] = true
-		prev, known := sl.files[name]
-		if known && !full && i+1 < newest {
-			continue // an older block: looked at on full scans
-		}
-		if changed(filepath.Join(dir, name), prev) {
+		if changed(filepath.Join(dir, name), sl.files[name]) {
 			out = append(out, name)
 		}
 	}
@@ -386,17 +433,35 @@ func changed(path string, prev fileID) bool {
 // last synced, links that inode as its shadow (moved reports it: the
 // directories need a sync).
 func (s *syncer) syncFile(dir, shadow, name string, sl *syncedLog) (id fileID, moved bool, err error) {
-	f, err := os.Open(filepath.Join(dir, name))
-	if errors.Is(err, os.ErrNotExist) {
-		return sl.files[name], false, nil // removed meanwhile: the next full scan drops it
+	path := filepath.Join(dir, name)
+	var f *os.File
+	if name == sl.fdName {
+		var st syscall.Stat_t
+		if err := syscall.Lstat(path, &st); err == nil && st.Ino == sl.fdIno {
+			f = sl.fd
+		}
 	}
-	if err != nil {
-		return fileID{}, false, err
+	if f == nil {
+		f, err = os.Open(path)
+		if errors.Is(err, os.ErrNotExist) {
+			return sl.files[name], false, nil // removed meanwhile: the next full scan drops it
+		}
+		if err != nil {
+			return fileID{}, false, err
+		}
+		if b, ok := blockIndex(filepath.Base(name)); ok && b == sl.newest {
+			sl.closeFD() // keep the newest block open for the next rounds
+			sl.fd, sl.fdName = f, name
+		} else {
+			defer f.Close()
+		}
 	}
-	defer f.Close()
 	var st syscall.Stat_t
 	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
 		return fileID{}, false, err
+	}
+	if f == sl.fd {
+		sl.fdIno = st.Ino
 	}
 	if err := unix.Fdatasync(int(f.Fd())); err != nil {
 		return fileID{}, false, err
