@@ -46,7 +46,7 @@ import (
 type deleter struct {
 	r     *run
 	limit int
-	pace  time.Duration // deletePace, or syncedDeletePace with group commit
+	pace  time.Duration // deletePace, or syncedDeletePace in a cluster with Fsync always
 
 	mu      sync.Mutex
 	cond    sync.Cond // signalled when room frees up or on close
@@ -110,11 +110,10 @@ const (
 	// log's index state on every purge), so letting acks gather for a few
 	// milliseconds makes in-order acks cheaper.
 	deletePace = 5 * time.Millisecond
-	// syncedDeletePace replaces deletePace with Fsync always: there every
-	// purge is synced (JetStream rewrites and fsyncs the block and its
-	// state), competing with the appends' group commits for the disk, and
-	// a delete needs no haste (an acknowledged delivery lost by a crash is
-	// delivered again, never lost).
+	// syncedDeletePace replaces deletePace in a cluster with Fsync always:
+	// there JetStream syncs every purge and tombstone itself, competing with
+	// the appends for the disk, and a delete needs no haste (an
+	// acknowledged delivery lost by a crash is delivered again, never lost).
 	syncedDeletePace = 50 * time.Millisecond
 	// purgeMarkTTL bounds how long a purgedTo mark is trusted without
 	// reading the log's state: long enough to skip most reads, short
@@ -142,7 +141,7 @@ func newDeleter(r *run, limit int) (*deleter, error) {
 		abort:     make(chan struct{}),
 		done:      make(chan struct{}),
 	}
-	if r.e.cfg.Fsync == FsyncAlways {
+	if r.e.cfg.Fsync == FsyncAlways && r.e.clustered() {
 		d.pace = syncedDeletePace
 	}
 	d.cond.L = &d.mu
@@ -177,6 +176,16 @@ func (d *deleter) add(log string, seqs ...uint64) {
 	select {
 	case d.wake <- struct{}{}:
 	default:
+	}
+}
+
+// applied asks for a sync round of log after deletes: they need no wait
+// (an acknowledged message lost by a crash comes back, it is not lost), but
+// files JetStream replaced for them (compacted blocks) should get their
+// synced shadows soon (syncer.go).
+func (d *deleter) applied(log string) {
+	if s := d.r.sync; s != nil {
+		s.touch(log)
 	}
 }
 
@@ -244,6 +253,7 @@ func (d *deleter) purgeFloors() (failed bool) {
 			d.mu.Lock()
 			d.floored[k] = floor
 			d.mu.Unlock()
+			d.applied(k.log)
 		case errors.Is(err, ErrNotFound):
 			// The log is gone, and its messages with it.
 		default:
@@ -356,6 +366,7 @@ func (d *deleter) round() (again, held bool) {
 	for log, seqs := range batch {
 		count += len(seqs)
 		left, kept := d.apply(log, seqs, mayHold)
+		d.applied(log)
 		if len(left)+len(kept) > 0 {
 			retried += len(left)
 			back += len(left) + len(kept)

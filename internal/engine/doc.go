@@ -22,12 +22,13 @@
 // Durability: with Fsync "interval" JetStream syncs its files every
 // SyncInterval (default 2 minutes), so an acknowledged append survives a
 // crash of the process (the OS page cache holds it) but not of the machine.
-// With Fsync "always" every append is on stable storage before it is
-// acknowledged, and JetStream syncs every other change it makes to its files
-// (block rewrites, state, metadata) as well. Appends that arrive while a log
-// is busy share one sync (group commit, batch.go): standalone, concurrent
-// AppendAsync calls to a file log become JetStream atomic batches, which the
-// file store writes with their syncs deferred and syncs once before the
-// batch's acknowledgement. In a cluster the Raft log is synced on flush and
-// replication to a quorum is the batch.
+// With Fsync "always" every append, KV write and log creation is on stable
+// storage before it is acknowledged. Standalone, the engine does the group
+// commit itself (syncer.go): JetStream writes each message before its ack,
+// and a sync round fdatasyncs every log file written since the previous
+// round, so the appends that arrive during a round share the next fsync;
+// files JetStream replaces without a sync (compacted blocks, config) are
+// protected by hard links to their last synced version, restored at start
+// after a crash. In a cluster JetStream's own sync_always applies (the Raft
+// log is synced on flush).
 package engine

@@ -484,6 +484,9 @@ func (r *run) shutdown(ctx context.Context) {
 		r.log.Warn("tail or watch callbacks still running at stop")
 	}
 	r.closeConn()
+	if r.sync != nil {
+		r.sync.final()
+	}
 	<-done
 }
 
@@ -501,6 +504,9 @@ func (r *run) abortStart() {
 		r.sync.close()
 	}
 	r.closeConn()
+	if r.sync != nil {
+		r.sync.final()
+	}
 }
 
 func (r *run) closeConn() {

@@ -129,12 +129,15 @@ func TestShadowRestore(t *testing.T) {
 	ensureLog(t, e, "R")
 	appendAsyncN(t, e, 100, func(i int) string { return "R.x" })
 	e.Stop(testCtx(t))
+	restored, err := restoreShadows(cfg.DataDir, t.Logf)
+	require.NoError(t, err)
+	require.Empty(t, restored, "after a clean stop the shadows are the files JetStream left")
 
 	msgs := filepath.Join(cfg.DataDir, "jetstream", "$G", "streams", "R", "msgs")
 	blk := filepath.Join(msgs, "1.blk")
 	shadow := filepath.Join(cfg.DataDir, shadowDir, "R", "msgs", "1.blk")
 	var a, b os.FileInfo
-	a, err := os.Stat(blk)
+	a, err = os.Stat(blk)
 	require.NoError(t, err)
 	b, err = os.Stat(shadow)
 	require.NoError(t, err)

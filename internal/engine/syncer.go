@@ -108,6 +108,8 @@ const (
 	// noticing late costs disk space, not safety (EnsureLog asks for a full
 	// round).
 	fullScanEvery = 200 * time.Millisecond
+	// shadowCheckEvery is how often every log seen gets a full round.
+	shadowCheckEvery = time.Second
 )
 
 var errSyncClosed = errors.New("engine: stopped before the write was synced")
@@ -161,11 +163,15 @@ func (s *syncer) forget(log string) {
 
 // mark records a write to log and returns the round generation that makes
 // it durable, or 0 when none is needed (a memory log).
-func (s *syncer) mark(log string) uint64 { return s.markAll(log, false) }
+func (s *syncer) mark(log string) uint64 { return s.markAll(log, false, true) }
+
+// touch asks for a round of log without waiting for it (deletes).
+func (s *syncer) touch(log string) { s.markAll(log, false, false) }
 
 // markAll is mark; with full the round looks at every file of the log (its
-// config files, every block), not only the newest blocks.
-func (s *syncer) markAll(log string, full bool) uint64 {
+// config files, every block), not only the newest blocks; write counts it
+// in SyncedAppends.
+func (s *syncer) markAll(log string, full, write bool) uint64 {
 	s.mu.Lock()
 	if log == "" || !s.isFileLocked(log) {
 		s.mu.Unlock()
@@ -175,7 +181,9 @@ func (s *syncer) markAll(log string, full bool) uint64 {
 	if full {
 		s.full[log] = true
 	}
-	s.appends.Add(1)
+	if write {
+		s.appends.Add(1)
+	}
 	gen := s.started + 1
 	s.mu.Unlock()
 	s.kickWorker()
@@ -203,7 +211,7 @@ func (s *syncer) result(gen uint64) (bool, error) {
 // is over, or ctx ends; with full that round looks at every file of the log
 // (a log created or reconfigured).
 func (s *syncer) wait(ctx context.Context, log string, full bool) error {
-	gen := s.markAll(log, full)
+	gen := s.markAll(log, full, true)
 	if gen == 0 {
 		return nil
 	}
@@ -229,19 +237,43 @@ func (s *syncer) wait(ctx context.Context, log string, full bool) error {
 
 func (s *syncer) work() {
 	defer close(s.stopped)
-	defer func() {
-		for _, sl := range s.logs {
-			sl.closeFD()
-		}
-	}()
+	t := time.NewTicker(shadowCheckEvery)
+	defer t.Stop()
 	for {
 		select {
 		case <-s.kick:
+		case <-t.C:
+			// JetStream also compacts blocks on its own timer: a full
+			// round of every log seen keeps their shadows current, so a
+			// restart after kill -9 has little to put back.
+			s.mu.Lock()
+			for log := range s.logs {
+				s.dirty[log] = struct{}{}
+				s.full[log] = true
+			}
+			s.mu.Unlock()
 		case <-s.quit:
 			s.round() // what was marked before close
 			return
 		}
 		s.round()
+	}
+}
+
+// final runs, once JetStream has stopped, a full round of every log on
+// disk, so the shadows are the files JetStream left and a clean restart
+// puts nothing back. The worker must have exited (close).
+func (s *syncer) final() {
+	ents, err := os.ReadDir(s.streams)
+	if err == nil {
+		for _, ent := range ents {
+			if err := s.syncLog(ent.Name(), true); err != nil {
+				s.r.log.Warn("syncing log files at stop", "log", ent.Name(), "err", err)
+			}
+		}
+	}
+	for _, sl := range s.logs {
+		sl.closeFD()
 	}
 }
 
