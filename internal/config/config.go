@@ -26,9 +26,10 @@ type Config struct {
 	HTTPListen string `yaml:"http_listen"`
 	// AMQPListen is the AMQP 0-9-1 listener. Default ":5672". "" disables AMQP.
 	AMQPListen string `yaml:"amqp_listen"`
-	// Fsync is "interval" (default: sync every SyncInterval; an acknowledged
-	// message survives a process crash, not an OS crash) or "always" (sync
-	// before every acknowledgement; survives an OS crash; much slower).
+	// Fsync is "always" (default: an acknowledged message is on stable
+	// storage first, many messages sharing each fsync; survives an OS crash
+	// or power loss) or "interval" (sync every SyncInterval; an acknowledged
+	// message survives a process crash, not an OS crash; faster).
 	Fsync string `yaml:"fsync"`
 	// SyncInterval applies to Fsync "interval". Default 2m.
 	SyncInterval time.Duration `yaml:"sync_interval"`
@@ -118,7 +119,7 @@ func Default() Config {
 		DataDir:         "./herald-data",
 		HTTPListen:      ":15672",
 		AMQPListen:      ":5672",
-		Fsync:           "interval",
+		Fsync:           "always",
 		SyncInterval:    2 * time.Minute,
 		LogLevel:        "info",
 		LogFormat:       "text",
@@ -150,7 +151,7 @@ func Load(args []string, lookupEnv func(string) (string, bool), stderr io.Writer
 	fs.StringVar(&flagCfg.DataDir, "data-dir", d.DataDir, "data directory")
 	fs.StringVar(&flagCfg.HTTPListen, "http-listen", d.HTTPListen, "HTTP listen address (management API, Pusher, SSE); empty disables")
 	fs.StringVar(&flagCfg.AMQPListen, "amqp-listen", d.AMQPListen, "AMQP 0-9-1 listen address; empty disables")
-	fs.StringVar(&flagCfg.Fsync, "fsync", d.Fsync, "fsync policy: interval (survives a process crash) or always (survives an OS crash)")
+	fs.StringVar(&flagCfg.Fsync, "fsync", d.Fsync, "fsync policy: always (synced before the confirm, group commit: survives an OS crash or power loss) or interval (synced every --sync-interval: survives a process crash only)")
 	fs.DurationVar(&flagCfg.SyncInterval, "sync-interval", d.SyncInterval, "sync interval for --fsync=interval")
 	fs.StringVar(&flagCfg.LogLevel, "log-level", d.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&flagCfg.LogFormat, "log-format", d.LogFormat, "text or json")

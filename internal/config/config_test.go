@@ -21,7 +21,7 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, "./herald-data", cfg.DataDir)
 	require.Equal(t, ":15672", cfg.HTTPListen)
 	require.Equal(t, ":5672", cfg.AMQPListen)
-	require.Equal(t, "interval", cfg.Fsync)
+	require.Equal(t, "always", cfg.Fsync)
 }
 
 func TestPrecedenceFileEnvFlags(t *testing.T) {

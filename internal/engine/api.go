@@ -19,7 +19,8 @@ const (
 type Config struct {
 	// DataDir holds JetStream's files. Required unless ExternalURL is set.
 	DataDir string
-	// Fsync is the sync policy; "" means FsyncInterval.
+	// Fsync is the sync policy; "" means FsyncInterval (herald serve's
+	// default is FsyncAlways).
 	Fsync FsyncPolicy
 	// SyncInterval applies to FsyncInterval; 0 means 2 minutes (JetStream's default).
 	SyncInterval time.Duration
