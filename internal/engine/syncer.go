@@ -165,8 +165,16 @@ func (s *syncer) forget(log string) {
 // it durable, or 0 when none is needed (a memory log).
 func (s *syncer) mark(log string) uint64 { return s.markAll(log, false, true) }
 
-// touch asks for a round of log without waiting for it (deletes).
-func (s *syncer) touch(log string) { s.markAll(log, false, false) }
+// touch adds log to the next round without starting one (deletes): it
+// runs with the next write's round or the next tick, so deletes never make
+// an append wait behind an fsync of their own.
+func (s *syncer) touch(log string) {
+	s.mu.Lock()
+	if log != "" && s.isFileLocked(log) {
+		s.dirty[log] = struct{}{}
+	}
+	s.mu.Unlock()
+}
 
 // markAll is mark; with full the round looks at every file of the log (its
 // config files, every block), not only the newest blocks; write counts it
